@@ -1,0 +1,231 @@
+"""`fit`: one call from a recipe to a trained population, its summary and (optionally) a run directory."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import Recipe, to_dict
+from .data import SplitData, prepare
+from .models import Population, Wrapped, build_model, count_parameters
+from .recipes import load_recipe
+from .track import RunDir, atomic_torch_save, plot_curves
+from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
+from .train.hyper import member_hyper
+from .versioning import code_version
+
+CHECKPOINT_FORMAT = 1
+SAVE_EVERY_S = 10.0  # rate limit for the best-so-far model.pt and the resumable last.pt
+
+
+@dataclass
+class TrainResult:
+    """A finished (or stopped) training job: the model with its best weights, the data, the curves and the summary."""
+
+    model: Population
+    recipe: Recipe
+    data: SplitData
+    history: list[dict]
+    summary: dict[str, Any]
+    run_dir: Path | None
+
+
+def checkpoint_payload(model: Population, recipe: Recipe, data: SplitData, *, state: dict | None = None, epoch: int) -> dict:
+    """What `model.pt` holds: enough to rebuild, reload and apply the model with its preprocessing."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "tamenet_version": __version__,
+        "recipe": to_dict(recipe),
+        "preprocessing": data.preprocessing(),
+        "n_in": data.n_features,
+        "n_out": data.n_outputs,
+        "members": model.members,
+        "epoch": epoch,
+        "state_dict": state if state is not None else model.state_dict(),
+    }
+
+
+def best_state_dict(trainer: Trainer) -> dict:
+    """The model's state dict with every member at its best epoch so far."""
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    state.update(trainer.best_state)
+    return state
+
+
+class RunWriter:
+    """The loop's callback that keeps a run directory current: metrics every epoch, checkpoints at most every few seconds."""
+
+    def __init__(self, run: RunDir, data: SplitData) -> None:
+        self.run, self.data = run, data
+        self.last_save = -float("inf")
+
+    def __call__(self, record: EpochRecord, trainer: Trainer) -> None:
+        self.run.log_epoch(record.rows)
+        now = time.monotonic()
+        if now - self.last_save >= SAVE_EVERY_S:
+            self.save(trainer)
+            self.last_save = now
+
+    def save(self, trainer: Trainer, *, final: bool = False) -> None:
+        if not trainer.recipe.track.checkpoint:
+            return
+        state = trainer.model.state_dict() if final else best_state_dict(trainer)
+        payload = checkpoint_payload(trainer.model, trainer.recipe, self.data, state=state, epoch=trainer.state.epoch)
+        atomic_torch_save(self.run.path / "model.pt", payload)
+        atomic_torch_save(self.run.path / "last.pt", {"recipe": to_dict(trainer.recipe), "trainer": trainer.state_dict()})
+
+
+def _member_hyper_table(recipe: Recipe) -> list[dict[str, float]]:
+    hyper = member_hyper(recipe)
+    varying = [k for k, v in hyper.items() if len(set(v.tolist())) > 1]
+    seeds = member_seeds(recipe)
+    return [{"seed": seeds[m], **{k: float(hyper[k][m]) for k in varying}} for m in range(len(seeds))]
+
+
+def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time: float) -> dict[str, Any]:
+    """Final train / validation / test figures of every member, evaluated without dropout or noise."""
+    task, metric = data.task, TASK_METRIC[data.task]
+    std = trainer.target_std
+    splits = {"train": (data.X_train, data.y_train), "val": (data.X_val, data.y_val)}
+    if len(data.X_test):
+        splits["test"] = (data.X_test, data.y_test)  # the test split is touched here only, once
+    scores = {name: evaluate(trainer.model, X, y, task, target_std=std) for name, (X, y) in splits.items()}
+    hyper_rows = _member_hyper_table(trainer.recipe)
+    members = []
+    for m in range(trainer.members):
+        entry: dict[str, Any] = {"member": m, **hyper_rows[m]}
+        for name, (loss, value) in scores.items():
+            entry[name] = {"loss": float(loss[m]), metric: float(value[m])}
+        train, val = entry["train"], entry["val"]
+        entry["generalization_gap"] = {
+            "loss": val["loss"] - train["loss"],
+            metric: (train[metric] - val[metric]) if metric == "accuracy" else (val[metric] - train[metric]),
+        }
+        entry["best_epoch"] = state.best_epoch[m]
+        entry["stopped_early"] = bool(state.stopped[m])
+        entry["diverged_at_epoch"] = state.diverged_at[m]
+        members.append(entry)
+    summary: dict[str, Any] = {
+        "task": task,
+        "metric": metric,
+        "dataset": data.name,
+        "sizes": data.sizes(),
+        "members": trainer.members,
+        "epochs_run": state.epoch,
+        "epochs_max": trainer.recipe.train.epochs,
+        "interrupted": state.interrupted,
+        "parameters": count_parameters(trainer.model),
+        "wall_time_s": round(wall_time, 3),
+        "train_time_s": round(state.wall_time, 3),
+    }
+    if trainer.members == 1:
+        summary.update({k: v for k, v in members[0].items() if k != "member"})
+    else:
+        summary["per_member"] = members
+    return summary
+
+
+def provenance(recipe: Recipe, data: SplitData) -> dict[str, Any]:
+    """What reproduces a run (I4): recipe, seeds, code version, data fingerprint, library versions."""
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tamenet": __version__,
+        "code_version": code_version(),
+        "seeds": member_seeds(recipe),
+        "data_seed": recipe.data.seed,
+        "data_fingerprint": data.fingerprint,
+        "data_sizes": data.sizes(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def fit(
+    recipe: Recipe | dict | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    overrides: list[str] | None = None,
+    X: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+    module: torch.nn.Module | None = None,
+    callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
+    resume: str | Path | None = None,
+) -> TrainResult:
+    """Train the population a recipe describes (the default job when None) and summarize it.
+
+    `out` writes a run directory (recipe, metrics.csv, summary.json, model.pt, curves.png, TensorBoard);
+    `X, y` train on arrays instead of the recipe's data set; `module` trains a user's own network as a
+    population of one; `resume` continues a run directory from its last checkpoint.
+    """
+    started = time.perf_counter()
+    saved = None
+    if resume is not None:
+        resume = Path(resume)
+        last = resume / "last.pt"
+        if not last.is_file():
+            raise FileNotFoundError(f"cannot resume: no checkpoint {last} (was the run started with checkpoints on?)")
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        recipe, out = saved["recipe"], resume
+    recipe = load_recipe(recipe, overrides)
+    torch.manual_seed(member_seeds(recipe)[0])
+    data = prepare(recipe.data, X=X, y=y)
+    if module is not None:
+        model: Population = Wrapped(module, seed=member_seeds(recipe)[0])
+    else:
+        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=member_seeds(recipe))
+    run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
+    writer = RunWriter(run, data) if run is not None else None
+    trainer = Trainer(model, data, recipe, callbacks=[*([writer] if writer else []), *(callbacks or [])])
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        run.rows = [r for r in trainer.history]
+    if run is not None:
+        run.write_recipe(to_dict(recipe))
+        run.write_json("run.json", provenance(recipe, data))
+    try:
+        state = trainer.run()
+        summary = summarize(trainer, state, data, wall_time=time.perf_counter() - started)
+    except BaseException as err:
+        if run is not None:
+            writer.save(trainer)
+            run.finish("failed", message=f"{type(err).__name__}: {err}")
+        raise
+    if run is not None:
+        _finish_run(run, writer, trainer, state, summary)
+    return TrainResult(model, recipe, data, trainer.history, summary, run.path if run else None)
+
+
+def _finish_run(run: RunDir, writer: RunWriter, trainer: Trainer, state: LoopState, summary: dict) -> None:
+    writer.save(trainer, final=True)
+    run.write_json("summary.json", summary)
+    if trainer.recipe.track.plots and trainer.history:
+        plot_curves(
+            trainer.history,
+            run.path / "curves.png",
+            metric=summary["metric"],
+            best_epochs=list(state.best_epoch),
+            title=f"{summary['dataset']}: train vs validation",
+        )
+    diverged = [m for m, d in enumerate(state.diverged_at) if d is not None]
+    if state.interrupted:
+        run.finish("interrupted", message=f"interrupted after epoch {state.epoch}")
+    elif diverged and len(diverged) == trainer.members:
+        run.finish("failed", message=diverged_message(state.diverged_at))
+    else:
+        run.finish("finished", epochs=state.epoch)
+
+
+def diverged_message(diverged_at: list[int | None]) -> str:
+    """One line naming the members whose loss became NaN or infinite, and when."""
+    parts = [f"member {m} at epoch {d}" for m, d in enumerate(diverged_at) if d is not None]
+    return "loss became NaN or infinite: " + ", ".join(parts) + "; the best weights before that were kept"

@@ -1,0 +1,218 @@
+"""The command line: a thin layer where every command is one library call.
+
+    tamenet train [RECIPE.yaml] [--set key=value ...] [--out DIR] [--resume DIR]
+    tamenet evaluate RUN_DIR
+    tamenet predict RUN_DIR --input FILE.csv [--output OUT.csv] [--member K]
+    tamenet datasets
+
+A user mistake ends with one line on stderr and exit code 2 (`--debug` shows the traceback);
+a run whose every member diverged exits 1; Ctrl-C exits 130 after finishing the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .config import RecipeError
+
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+USER_ERRORS = (RecipeError, ValueError, TypeError, FileNotFoundError, KeyError, yaml.YAMLError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tamenet", description="Train neural networks that generalize.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train the model a recipe describes (the default job without one)")
+    train.add_argument("recipe", nargs="?", help="a YAML recipe file")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe value, e.g. --set train.lr=0.01 (repeatable)")
+    train.add_argument("--out", help="run directory to write (default runs/<name>-<time>)")
+    train.add_argument("--resume", help="continue the run in this directory from its last checkpoint")
+    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+
+    evaluate = sub.add_parser("evaluate", help="re-evaluate a run's model on its train/validation/test splits")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    predict = sub.add_parser("predict", help="predict for new rows of a CSV file with a run's model")
+    predict.add_argument("run_dir")
+    predict.add_argument("--input", required=True, help="CSV with a header: the training feature columns")
+    predict.add_argument("--output", help="write predictions here (default: standard output)")
+    predict.add_argument("--member", type=int, help="use one member of a population (default: average them)")
+    predict.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    datasets = sub.add_parser("datasets", help="list the built-in data sets")
+    datasets.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "datasets": cmd_datasets}
+    try:
+        return commands[args.command](args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"tamenet {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _default_out(name: str | None) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{name or 'run'}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        path, n = Path(f"{base}-{n}"), n + 1
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import diverged_message, fit
+    from .progress import make_progress
+    from .recipes import load_recipe
+
+    if args.resume:
+        recipe, out = None, Path(args.resume)
+    else:
+        recipe = load_recipe(args.recipe, args.overrides)
+        out = Path(args.out) if args.out else _default_out(recipe.name)
+    progress = make_progress(sys.stdout)
+    with progress:
+        result = fit(recipe, out=out, callbacks=[progress.on_epoch], resume=args.resume)
+    print(summary_text(result.summary))
+    print(f"run directory: {result.run_dir}")
+    summary = result.summary
+    if summary.get("interrupted"):
+        print("interrupted: the run directory holds the best weights so far", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    diverged = [m.get("diverged_at_epoch") for m in summary.get("per_member", [summary])]
+    if all(d is not None for d in diverged):
+        print(f"tamenet train: {diverged_message(diverged)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
+
+def summary_text(summary: dict) -> str:
+    """The short train / validation / test table printed after training."""
+    from .track import format_table
+
+    metric = summary["metric"]
+    members = summary.get("per_member", [summary])
+    splits = [s for s in ("train", "val", "test") if s in members[0]]
+    if len(members) == 1:
+        rows = [[s, members[0][s]["loss"], members[0][s][metric]] for s in splits]
+        table = format_table(["split", "loss", metric], rows, title=f"{summary['dataset']} ({summary['task']})")
+        gap = summary["generalization_gap"]
+        notes = [
+            f"best epoch {summary['best_epoch']} of {summary['epochs_run']} run"
+            + (" (stopped early)" if summary["stopped_early"] else ""),
+            f"generalization gap: loss {gap['loss']:+.4f}, {metric} {gap[metric]:+.4f}",
+            f"{summary['parameters']:,} parameters, {summary['wall_time_s']:.1f} s",
+        ]
+        return table + "\n" + "\n".join(notes)
+    header = ["member", *[k for k in members[0] if k not in _MEMBER_FIXED]]
+    header += [f"{s} {metric}" for s in splits] + ["best epoch"]
+    rows = []
+    for m in members:
+        rows.append([m["member"], *[m[k] for k in header[1 : len(header) - len(splits) - 1]],
+                     *[m[s][metric] for s in splits], m["best_epoch"]])
+    return format_table(header, rows, title=f"{summary['dataset']}: {len(members)} members")
+
+
+_MEMBER_FIXED = {"member", "train", "val", "test", "generalization_gap", "best_epoch", "stopped_early", "diverged_at_epoch"}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .track import format_table
+    from .trained import evaluate_run
+
+    result = evaluate_run(args.run_dir)
+    metric = result["metric"]
+    header = ["split", "member", "loss", metric]
+    rows = []
+    for split in ("train", "val", "test"):
+        if split in result:
+            for m, (loss, value) in enumerate(zip(result[split]["loss"], result[split][metric])):
+                rows.append([split, m, loss, value])
+    print(format_table(header, rows, title=f"{args.run_dir} ({result['task']})"))
+    return 0
+
+
+def read_feature_csv(path: str | Path, feature_names: list[str]) -> np.ndarray:
+    """Rows of a CSV file as float features: the named training columns when the header has them all
+    (extra columns such as the target are ignored), else every column when their count matches."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        raise ValueError(f"{path}: empty file, expected a header row and data rows")
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
+    if all(name in header for name in feature_names):
+        columns = [header.index(name) for name in feature_names]
+    elif len(header) == len(feature_names):
+        columns = list(range(len(header)))
+    else:
+        missing = [n for n in feature_names if n not in header][:5]
+        raise ValueError(
+            f"{path}: expected {len(feature_names)} feature columns (named like {', '.join(feature_names[:5])}...), "
+            f"got {len(header)} columns; missing e.g. {', '.join(missing)}"
+        )
+    try:
+        return np.array([[float(row[c]) for c in columns] for row in body], dtype=np.float32)
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"{path}: every feature value must be a number ({err})") from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .trained import load_run
+
+    trained = load_run(args.run_dir)
+    X = read_feature_csv(args.input, list(trained.preprocessing["feature_names"]))
+    pred = trained.predict(X, member=args.member)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if "label" in pred:
+        classes = [str(c) for c in trained.preprocessing["classes"]]
+        writer.writerow(["prediction", *[f"p_{c}" for c in classes]])
+        for label, probs in zip(pred["label"], pred["probabilities"]):
+            writer.writerow([label, *[f"{p:.6f}" for p in probs]])
+    else:
+        writer.writerow(["prediction"])
+        writer.writerows([[f"{v:.6g}"] for v in pred["value"]])
+    if args.output:
+        from .track import atomic_write_text
+
+        atomic_write_text(Path(args.output), buffer.getvalue())
+        print(f"{len(X)} predictions written to {args.output}")
+    else:
+        sys.stdout.write(buffer.getvalue())
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import list_datasets
+    from .track import format_table
+
+    rows = [[d["name"], d["n_samples"], d["n_features"], d["task"], d["n_classes"] or "-", d["description"]]
+            for d in list_datasets()]
+    print(format_table(["name", "samples", "features", "task", "classes", "description"], rows))
+    print("user data: data.name csv (data.path, data.target) or npz (data.path with arrays X, y)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Typed, frozen recipe objects, parsed from plain dicts (YAML) with errors that name the key.
+
+A recipe has five sections (``data``, ``model``, ``penalty``, ``train``, ``track``) and a ``seed``.
+Every numeric hyper-parameter marked *per member* accepts a number or a list of numbers, one per
+member of the population; lists of length M make a population of M models trained as one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+PerMember = Union[float, list]  # a number, or one number per member
+"""Marks a numeric hyper-parameter that may differ between members: ``0.1`` or ``[0.0, 0.1, 1.0]``."""
+
+
+def _choices(*names: str) -> dict[str, Any]:
+    return {"choices": names}
+
+
+def _range(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> dict[str, Any]:
+    return {"range": (low, high, open_low)}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is split (B1) and scaled (A6)."""
+
+    name: str = "digits"  # a built-in data set, or "csv" / "npz" with `path`
+    path: str | None = None
+    target: str | None = None  # CSV: the target column
+    task: str = field(default="auto", metadata=_choices("auto", "classification", "regression"))
+    val: float = field(default=0.3, metadata=_range(0.0, 1.0, open_low=True))
+    test: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    stratify: bool = True
+    standardize: bool = True
+    seed: int = 0  # the split's seed, apart from the models' seeds
+    n_samples: int | None = field(default=None, metadata=_range(10, None))  # moons, spirals, mnist1d
+    noise: float | None = field(default=None, metadata=_range(0.0, None))  # moons, spirals
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A network built by `tamenet.models` (A1, A5, D1, F1, F2, F4)."""
+
+    kind: str = "mlp"
+    widths: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+    leaky_slope: float = field(default=0.01, metadata=_range(0.0, None))
+    # Dropout: p is the probability of DROPPING a unit. A number applies to every hidden layer;
+    # a list gives [input, hidden_1, ..., hidden_L]. Each entry is per member.
+    dropout: Any = 0.0
+    norm: str = "none"
+    norm_position: str = field(default="before", metadata=_choices("before", "after"))
+    bn_momentum: float = field(default=0.1, metadata=_range(0.0, 1.0, open_low=True))
+    norm_eps: float = field(default=1e-5, metadata=_range(0.0, None, open_low=True))
+    init: str = "he_normal"
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class PenaltyConfig:
+    """Weight penalties (C1-C3). L2 is `l2/2 * ||w||^2` (gradient `l2 * w`) unless `l2_form: full`."""
+
+    l2: PerMember = field(default=0.0, metadata=_range(0.0, None))
+    l2_form: str = field(default="half", metadata=_choices("half", "full"))
+    l1: PerMember = field(default=0.0, metadata=_range(0.0, None))
+    l1_mode: str = field(default="proximal", metadata=_choices("proximal", "subgradient"))
+    penalize_bias: bool = False
+    penalize_norm: bool = False
+    layer_scale: list[float] | None = None  # one multiplier per weight layer, input first
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """Gradient clipping per member (G1): by global norm, by value, or adaptive unit-wise."""
+
+    by: str = field(default="none", metadata=_choices("none", "norm", "value", "adaptive"))
+    max: PerMember = field(default=1.0, metadata=_range(0.0, None, open_low=True))
+    eps: float = field(default=1e-3, metadata=_range(0.0, None, open_low=True))
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule: a multiplier of the base rate, a function of the (fractional) epoch."""
+
+    kind: str = field(default="constant", metadata=_choices("constant", "step", "cosine"))
+    warmup_epochs: float = field(default=0.0, metadata=_range(0.0, None))
+    step_size: int = field(default=30, metadata=_range(1, None))
+    gamma: float = field(default=0.1, metadata=_range(0.0, 1.0, open_low=True))
+    min_factor: float = field(default=0.0, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop a member when `monitor` has not improved by `min_delta` for `patience` epochs (G2)."""
+
+    monitor: str = field(default="val_loss", metadata=_choices("val_loss", "val_accuracy", "val_rmse"))
+    patience: int | None = field(default=None, metadata=_range(1, None))  # None: never stop early
+    min_delta: float = field(default=0.0, metadata=_range(0.0, None))
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimizer (A3), its schedule, clipping (G1), early stopping (G2) and input noise (D4)."""
+
+    optimizer: str = "adam"
+    lr: PerMember = field(default=1e-3, metadata=_range(0.0, None, open_low=True))
+    momentum: PerMember = field(default=0.0, metadata=_range(0.0, 1.0))
+    nesterov: bool = False
+    beta1: PerMember = field(default=0.9, metadata=_range(0.0, 1.0))
+    beta2: PerMember = field(default=0.999, metadata=_range(0.0, 1.0))
+    rho: PerMember = field(default=0.9, metadata=_range(0.0, 1.0))  # RMSProp's decay
+    eps: float = field(default=1e-8, metadata=_range(0.0, None, open_low=True))
+    weight_decay: PerMember = field(default=0.0, metadata=_range(0.0, None))  # decoupled
+    batch_size: Any = 64  # an integer, or "full" for full-batch gradient descent
+    epochs: int = field(default=100, metadata=_range(1, None))
+    input_noise: PerMember = field(default=0.0, metadata=_range(0.0, None))  # std of Gaussian noise
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """What a run writes beside its metrics."""
+
+    tensorboard: bool = True
+    plots: bool = True
+    checkpoint: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training job. `seed` is per member: a list of seeds makes an ensemble-like population."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    seed: Any = 0
+    name: str | None = None
+
+
+class RecipeError(ValueError):
+    """A recipe key or value that cannot be used; the message names the key."""
+
+
+def parse(cls: type, raw: Any, where: str = "") -> Any:
+    """Build the dataclass `cls` from a plain dict, rejecting unknown keys and bad values by name."""
+    if raw is None:
+        raw = {}
+    if dataclasses.is_dataclass(raw) and isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where or 'recipe'}: expected a mapping of keys to values, got {_show(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise RecipeError(f"unknown recipe key '{path}'{hint} (valid keys: {', '.join(fields)})")
+        values[key] = _coerce(hints[key], value, path, fields[key].metadata)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, path)
+    if hint is PerMember:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise RecipeError(f"{path}: expected a number or a non-empty list of numbers, got []")
+        out = [_check(_number(v, float, path), path, meta) for v in items]
+        return out if isinstance(value, (list, tuple)) else out[0]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path, meta)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{path}: expected a list, got {_show(value)}")
+        return [_coerce(args[0], v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
+    if origin is Literal:
+        hint = str
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{path}: expected true or false, got {_show(value)}")
+        return value
+    if hint in (int, float):
+        return _check(_number(value, hint, path), path, meta)
+    if hint is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{path}: expected a string, got {_show(value)}")
+        choices = meta.get("choices") if meta else None
+        if choices and value not in choices:
+            raise RecipeError(f"{path}: unknown value '{value}' (valid: {', '.join(choices)})")
+        return value
+    raise TypeError(f"unsupported recipe type {hint!r} at {path}")
+
+
+def _number(value: Any, kind: type, path: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return _number(float(value), kind, path)
+            except ValueError:
+                pass
+        expected = "an integer" if kind is int else "a number"
+        raise RecipeError(f"{path}: expected {expected}, got {_show(value)}")
+    if kind is int:
+        if float(value) != int(value):
+            raise RecipeError(f"{path}: expected an integer, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _check(value: float, path: str, meta: Any) -> float:
+    bounds = meta.get("range") if meta else None
+    if bounds is None:
+        return value
+    low, high, open_low = bounds
+    if value != value:
+        raise RecipeError(f"{path}: expected a number, got NaN")
+    if low is not None and (value < low or (open_low and value == low)):
+        sign = ">" if open_low else ">="
+        raise RecipeError(f"{path}: expected a value {sign} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise RecipeError(f"{path}: expected a value <= {high}, got {value!r}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) < 60 else text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def to_dict(obj: Any) -> Any:
+    """The plain-dict form of a recipe (what `parse` reads back)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def set_key(raw: dict, dotted: str, value: Any) -> dict:
+    """Return a copy of `raw` with `a.b.c = value` (the CLI's `--set`)."""
+    out = dict(raw)
+    head, _, rest = dotted.partition(".")
+    if not head:
+        raise RecipeError(f"--set: expected KEY=VALUE with a dotted key, got '{dotted}'")
+    if rest:
+        inner = out.get(head) or {}
+        if not isinstance(inner, dict):
+            raise RecipeError(f"--set {dotted}: '{head}' is not a section")
+        out[head] = set_key(inner, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def population_size(recipe: Recipe) -> int:
+    """M: the common length of every per-member list in the recipe (1 when there are none)."""
+    lengths = {path: len(v) for path, v in per_member_values(recipe).items() if isinstance(v, list)}
+    sizes = set(lengths.values()) - {1}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{p} has {n}" for p, n in lengths.items())
+        raise RecipeError(f"per-member lists must all have the same length M; got {listed}")
+    return sizes.pop() if sizes else 1
+
+
+def per_member_values(recipe: Recipe) -> dict[str, Any]:
+    """Every per-member hyper-parameter of the recipe by dotted path, as written."""
+    out: dict[str, Any] = {"seed": recipe.seed}
+    for section in ("penalty", "train"):
+        _collect(getattr(recipe, section), section, out)
+    dropout = recipe.model.dropout
+    if isinstance(dropout, list):
+        for i, p in enumerate(dropout):
+            out[f"model.dropout[{i}]"] = p
+    else:
+        out["model.dropout"] = dropout
+    return out
+
+
+def _collect(obj: Any, where: str, out: dict[str, Any]) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _collect(value, f"{where}.{f.name}", out)
+        elif hints[f.name] is PerMember:
+            out[f"{where}.{f.name}"] = value

@@ -1,0 +1,77 @@
+"""Per-member random streams that do not depend on the population around a member.
+
+Member m of a population must draw the same dropout masks and noise as a single run with the
+same seed, so its random numbers are a pure function of (seed_m, step, stream, element index):
+a counter-based generator built from an integer hash, vectorized over members with plain
+tensor ops. `torch.rand` with one shared generator could not give that guarantee.
+
+References: C. Wellons, "Prospecting for hash functions" (2018), the `lowbias32` mixer;
+J. Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011 (counter-based RNGs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """Mix int64 values in [0, 2^32) into well-spread 32-bit values (no int64 overflow)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & _MASK32
+    return x ^ (x >> 16)
+
+
+def mix_seed(*parts: int) -> int:
+    """Combine integers (seed, layer, epoch, ...) into one 32-bit key, deterministically."""
+    key = torch.tensor(0x9E3779B9, dtype=torch.int64)
+    for part in parts:
+        key = hash32((key ^ (int(part) & _MASK32)) & _MASK32)
+    return int(key)
+
+
+class MemberRandom:
+    """The random source of a population: one seed per member and a step counter set by the loop.
+
+    Each stochastic site (a dropout layer, input noise) owns a `stream` number; draws at the same
+    (step, stream) for the same seed are identical whatever the population size.
+    """
+
+    def __init__(self, seeds: list[int]) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.step = 0
+        self._seed_keys = torch.tensor([mix_seed(s) for s in self.seeds], dtype=torch.int64)
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+    def select(self, members: list[int]) -> "MemberRandom":
+        out = MemberRandom([self.seeds[m] for m in members])
+        out.step = self.step
+        return out
+
+    def _bits(self, stream: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        step_key = mix_seed(self.step, stream)
+        keys = hash32(self._seed_keys ^ step_key).to(device)
+        count = math.prod(shape)
+        index = torch.arange(count, dtype=torch.int64, device=device).view(1, *shape)
+        keys = keys.view(-1, *([1] * len(shape)))
+        return hash32((hash32(index ^ keys) + keys) & _MASK32)
+
+    def uniform(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu") -> torch.Tensor:
+        """U[0, 1) of shape [M, *shape], float32 with 24 random bits."""
+        bits = self._bits(stream, tuple(shape), torch.device(device))
+        return (bits >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+    def normal(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu") -> torch.Tensor:
+        """N(0, 1) of shape [M, *shape] by the Box-Muller transform of two uniform streams."""
+        u1 = self.uniform(2 * stream + 1_000_003, shape, device=device)
+        u2 = self.uniform(2 * stream + 1_000_004, shape, device=device)
+        radius = torch.sqrt(-2.0 * torch.log1p(-u1))  # 1 - u1 lies in (0, 1]
+        return radius * torch.cos((2.0 * math.pi) * u2)

@@ -1,0 +1,56 @@
+"""The recipe's per-member numbers as tensors [M]: a grid is just another member axis."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import Recipe, RecipeError, population_size
+
+HYPER_FIELDS = {
+    "lr": ("train", "lr"),
+    "momentum": ("train", "momentum"),
+    "beta1": ("train", "beta1"),
+    "beta2": ("train", "beta2"),
+    "rho": ("train", "rho"),
+    "weight_decay": ("train", "weight_decay"),
+    "input_noise": ("train", "input_noise"),
+    "clip": ("train", "clip", "max"),
+    "l2": ("penalty", "l2"),
+    "l1": ("penalty", "l1"),
+}
+"""Hyper-parameter name -> its place in the recipe."""
+
+
+def _get(recipe: Recipe, path: tuple[str, ...]):
+    value = recipe
+    for part in path:
+        value = getattr(value, part)
+    return value
+
+
+def member_values(value, members: int, where: str) -> list:
+    """Broadcast a number or a list of 1 or M numbers to M values."""
+    values = value if isinstance(value, list) else [value]
+    if len(values) == 1:
+        values = values * members
+    if len(values) != members:
+        raise RecipeError(f"{where}: expected 1 or {members} values (one per member), got {len(values)}")
+    return values
+
+
+def member_hyper(recipe: Recipe) -> dict[str, torch.Tensor]:
+    """Every per-member hyper-parameter as a float32 tensor [M]."""
+    members = population_size(recipe)
+    return {
+        name: torch.tensor(member_values(_get(recipe, path), members, ".".join(path)), dtype=torch.float32)
+        for name, path in HYPER_FIELDS.items()
+    }
+
+
+def member_seeds(recipe: Recipe) -> list[int]:
+    """One seed per member: `seed: 3` gives every member seed 3 (they differ only in their numbers)."""
+    seeds = member_values(recipe.seed, population_size(recipe), "seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise RecipeError(f"seed: expected a non-negative integer or a list of them, got {s!r}")
+    return [int(s) for s in seeds]

@@ -1,0 +1,290 @@
+"""The one training loop: every member of a population steps together, each by its own numbers.
+
+    batch (per member, or shared) -> [input noise] -> model -> loss [M] + penalties [M]
+    -> backward -> clip per member -> optimizer step (lr [M] x schedule x still-training mask)
+    -> L1 proximal step -> end of epoch: validation, early stopping, best weights, callbacks
+
+A member whose loss turns NaN or infinite is frozen without disturbing the others; a population
+of one stops. Ctrl-C ends the loop cleanly and the run is finished with what it has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..config import Recipe, RecipeError
+from ..data import SplitData
+from ..models import Population
+from ..nn import MemberRandom, mix_seed
+from ..penalties import l1_penalty, l1_proximal_, l2_penalty, penalized
+from ..transforms import CLIPPERS
+from .hyper import member_hyper
+from .losses import TASK_METRIC, evaluate, finish_metric, member_loss, member_score_sum
+from .optim import make_optimizer
+from .schedule import lr_factor
+
+INPUT_NOISE_STREAM = 1_000
+"""Random stream of the input noise (dropout layers use small stream numbers)."""
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch produced: one metrics row per member, and which members improved."""
+
+    epoch: int
+    rows: list[dict]
+    improved: list[bool]
+    stopped: list[bool]
+    diverged: list[bool]
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs to resume: per-member early-stopping state and the best weights."""
+
+    epoch: int = 0
+    step: int = 0
+    best_value: list[float] = field(default_factory=list)
+    best_epoch: list[int] = field(default_factory=list)
+    wait: list[int] = field(default_factory=list)
+    stopped: list[bool] = field(default_factory=list)
+    diverged_at: list[int | None] = field(default_factory=list)
+    interrupted: bool = False
+    wall_time: float = 0.0
+
+
+def _monitor(recipe: Recipe, task: str) -> tuple[str, float]:
+    """(column, sign): sign +1 when lower is better."""
+    monitor = recipe.train.early_stopping.monitor
+    metric = TASK_METRIC[task]
+    valid = {"val_loss": 1.0, f"val_{metric}": -1.0 if metric == "accuracy" else 1.0}
+    if monitor not in valid:
+        raise RecipeError(
+            f"train.early_stopping.monitor: '{monitor}' is not reported for a {task} task (valid: {', '.join(valid)})"
+        )
+    return monitor, valid[monitor]
+
+
+def batch_size_of(recipe: Recipe, n_train: int) -> int:
+    size = recipe.train.batch_size
+    if size == "full":
+        return n_train
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise RecipeError(f"train.batch_size: expected a positive integer or 'full', got {size!r}")
+    return min(size, n_train)
+
+
+def batch_orders(seeds: list[int], n: int, epoch: int) -> torch.Tensor:
+    """This epoch's sample order: [n] when all members share a seed (one shared batch), else [M, n]."""
+    unique = sorted(set(seeds))
+    orders = {
+        s: torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(s, epoch, 104729))) for s in unique
+    }
+    if len(unique) == 1:
+        return orders[unique[0]]
+    return torch.stack([orders[s] for s in seeds])
+
+
+class Trainer:
+    """Trains a population on split data as the recipe says; `run()` returns when every member is done."""
+
+    def __init__(
+        self,
+        model: Population,
+        data: SplitData,
+        recipe: Recipe,
+        *,
+        callbacks: list[Callable[[EpochRecord, "Trainer"], None]] | None = None,
+    ) -> None:
+        self.model, self.data, self.recipe = model, data, recipe
+        self.callbacks = list(callbacks or [])
+        self.members = model.members
+        self.hyper = member_hyper(recipe)
+        if len(self.hyper["lr"]) != self.members:
+            raise RecipeError(f"the recipe describes {len(self.hyper['lr'])} members but the model has {self.members}")
+        self.roles = model.param_roles()
+        self.penalized = penalized(self.roles, recipe.penalty)
+        tcfg = recipe.train
+        self.optimizer = make_optimizer(tcfg.optimizer, self.roles, self.hyper, eps=tcfg.eps, nesterov=tcfg.nesterov)
+        self.monitor, self.sign = _monitor(recipe, data.task)
+        self.metric = TASK_METRIC[data.task]
+        self.target_std = float(data.target_scaler.std[0]) if data.target_scaler is not None else 1.0
+        self.batch_size = batch_size_of(recipe, len(data.X_train))
+        self.state = LoopState(
+            best_value=[math.inf] * self.members,
+            best_epoch=[0] * self.members,
+            wait=[0] * self.members,
+            stopped=[False] * self.members,
+            diverged_at=[None] * self.members,
+        )
+        self.best_state = self._snapshot()
+        self.history: list[dict] = []
+
+    # ----------------------------------------------------------------- member state
+    def _member_tensors(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers that have the member axis (everything a member owns)."""
+        out = {}
+        for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]:
+            if t.dim() >= 1 and t.shape[0] == self.members and not name.endswith("num_batches_tracked"):
+                out[name] = t
+        return out
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {name: t.detach().clone() for name, t in self._member_tensors().items()}
+
+    @torch.no_grad()
+    def _keep_best(self, improved: torch.Tensor) -> None:
+        for name, t in self._member_tensors().items():
+            mask = improved.view(-1, *([1] * (t.dim() - 1)))
+            self.best_state[name] = torch.where(mask, t.detach(), self.best_state[name])
+
+    @torch.no_grad()
+    def restore_best(self) -> None:
+        """Load every member's weights from its best epoch (G2)."""
+        for name, t in self._member_tensors().items():
+            t.copy_(self.best_state[name])
+
+    def active(self) -> torch.Tensor:
+        s = self.state
+        return torch.tensor([not (a or d is not None) for a, d in zip(s.stopped, s.diverged_at)])
+
+    # ----------------------------------------------------------------- one epoch
+    def _train_epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        data, tcfg, model = self.data, self.recipe.train, self.model
+        seeds = model.random.seeds
+        n = len(data.X_train)
+        order = batch_orders(seeds, n, epoch)
+        steps = math.ceil(n / self.batch_size)
+        noise = self.hyper["input_noise"]
+        use_noise = bool((noise > 0).any())
+        use_l2 = bool((self.hyper["l2"] > 0).any())
+        use_l1 = bool((self.hyper["l1"] > 0).any())
+        proximal = use_l1 and self.recipe.penalty.l1_mode == "proximal"
+        clip = CLIPPERS.get(tcfg.clip.by)
+        active = self.active().to(torch.float32)
+        loss_sum = torch.zeros(self.members, dtype=torch.float64)
+        score_sum = torch.zeros(self.members, dtype=torch.float64)
+        penalty_sum = torch.zeros(self.members, dtype=torch.float64)
+        model.train()
+        for b in range(steps):
+            idx = order[..., b * self.batch_size : (b + 1) * self.batch_size]
+            xb, yb = data.X_train[idx], data.y_train[idx]
+            model.random.step = self.state.step
+            if use_noise:  # D4: x + eps, E eps = 0, cov = sigma^2 I, training only
+                if xb.dim() == 2:
+                    xb = xb.unsqueeze(0).expand(self.members, *xb.shape)
+                eps = model.random.normal(INPUT_NOISE_STREAM, tuple(xb.shape[1:]))
+                xb = xb + noise.view(-1, *([1] * (xb.dim() - 1))) * eps
+            out = model(xb)
+            loss = member_loss(out, yb, data.task)
+            total = loss
+            if use_l2:
+                total = total + l2_penalty(self.penalized, self.hyper["l2"], form=self.recipe.penalty.l2_form)
+            if use_l1 and not proximal:
+                total = total + l1_penalty(self.penalized, self.hyper["l1"])
+            for r in self.roles:
+                r.param.grad = None
+            total.sum().backward()
+            if clip is not None:
+                grads = clip(self.roles, [r.param.grad for r in self.roles], self.hyper["clip"], tcfg.clip.eps)
+                for r, g in zip(self.roles, grads):
+                    r.param.grad = g
+            epoch_frac = epoch + b / steps
+            factor = lr_factor(tcfg.schedule, epoch_frac, tcfg.epochs, step_size=1.0 / steps)
+            lr = self.hyper["lr"] * (factor * active)
+            self.optimizer.step(lr)
+            if proximal:
+                l1_proximal_(self.penalized, lr * self.hyper["l1"])
+            with torch.no_grad():
+                loss_sum += loss.detach().to(torch.float64) * yb.shape[-1]
+                score_sum += member_score_sum(out.detach(), yb, data.task)
+                penalty_sum += (total - loss).detach().to(torch.float64) * yb.shape[-1]
+            self.state.step += 1
+        self.last_lr = lr
+        return loss_sum / n, finish_metric(score_sum, n, data.task, target_std=self.target_std), penalty_sum / n
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> LoopState:
+        tcfg, es, state = self.recipe.train, self.recipe.train.early_stopping, self.state
+        start = time.perf_counter() - state.wall_time
+        try:
+            for epoch in range(state.epoch, tcfg.epochs):
+                train_loss, train_metric, penalty = self._train_epoch(epoch)
+                val_loss, val_metric = evaluate(
+                    self.model, self.data.X_val, self.data.y_val, self.data.task, target_std=self.target_std
+                )
+                state.epoch = epoch + 1
+                record = self._end_epoch(epoch + 1, train_loss, train_metric, penalty, val_loss, val_metric)
+                state.wall_time = time.perf_counter() - start
+                for callback in self.callbacks:
+                    callback(record, self)
+                if not bool(self.active().any()):
+                    break
+        except KeyboardInterrupt:
+            state.interrupted = True
+        state.wall_time = time.perf_counter() - start
+        if es.restore_best:
+            self.restore_best()
+        return state
+
+    def _end_epoch(self, epoch, train_loss, train_metric, penalty, val_loss, val_metric) -> EpochRecord:
+        state, es = self.state, self.recipe.train.early_stopping
+        values = {"val_loss": val_loss, f"val_{self.metric}": val_metric}[self.monitor]
+        was_active = self.active()
+        improved, diverged = [False] * self.members, [False] * self.members
+        for m in range(self.members):
+            if not was_active[m]:
+                continue
+            finite = all(math.isfinite(float(t[m])) for t in (train_loss, val_loss))
+            if not finite:
+                state.diverged_at[m] = epoch
+                diverged[m] = True
+                continue
+            value = self.sign * float(values[m])
+            improved[m] = value < state.best_value[m] - es.min_delta
+            if improved[m]:
+                state.best_value[m], state.best_epoch[m], state.wait[m] = value, epoch, 0
+            else:
+                state.wait[m] += 1
+                if es.patience is not None and state.wait[m] >= es.patience:
+                    state.stopped[m] = True
+        self._keep_best(torch.tensor(improved))
+        lr = self.last_lr
+        rows = []
+        for m in range(self.members):
+            row = {
+                "epoch": epoch,
+                "member": m,
+                "train_loss": float(train_loss[m]),
+                f"train_{self.metric}": float(train_metric[m]),
+                "val_loss": float(val_loss[m]),
+                f"val_{self.metric}": float(val_metric[m]),
+                "penalty": float(penalty[m]),
+                "lr": float(lr[m]),
+            }
+            rows.append(row)
+        self.history.extend(rows)
+        return EpochRecord(epoch, rows, improved, list(state.stopped), diverged)
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loop": self.state.__dict__.copy(),
+            "best_state": self.best_state,
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state = LoopState(**saved["loop"])
+        self.state.interrupted = False
+        self.best_state = {k: v.clone() for k, v in saved["best_state"].items()}
+        self.history = list(saved["history"])
