@@ -1,8 +1,8 @@
 """Reading recipes from YAML files, dicts and `--set key=value` overrides, and checking their names.
 
 The default job (`tamenet train` with no recipe) is `DEFAULT_RECIPE`: a deliberately
-over-parameterized MLP on `digits` (about 300k weights for 1,000 training images) kept in check
-by dropout, BatchNorm, a small L2 penalty, clipping and early stopping.
+over-parameterized MLP on `digits` (1.1 million weights for 1,005 training images) kept in check
+by dropout, BatchNorm, an L2 penalty, clipping and early stopping.
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "data": {"name": "digits", "val": 0.3, "test": 0.2},
     "model": {
         "kind": "mlp",
-        "widths": [512, 512],
+        "widths": [1024, 1024],
         "activation": "relu",
         "norm": "batch",
         "dropout": [0.2, 0.5, 0.5],
         "init": "he_normal",
     },
-    "penalty": {"l2": 1.0e-4},
+    "penalty": {"l2": 1.0e-3},
     "train": {
-        "optimizer": "sgd",
-        "lr": 0.05,
-        "momentum": 0.9,
-        "nesterov": True,
+        "optimizer": "adam",
+        "lr": 1.0e-3,
         "batch_size": 64,
         "epochs": 100,
         "schedule": {"kind": "cosine", "warmup_epochs": 2},

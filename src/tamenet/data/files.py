@@ -1,0 +1,162 @@
+"""Readers for a user's own data: a CSV table with a header row, or an NPZ archive with arrays X and y.
+
+They return raw arrays (`FileArrays`); `tamenet.data.datasets` turns them into a `Dataset`
+(label encoding, task inference, flattening of image-shaped X, NaN checks).
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MISSING = frozenset({"", "na", "nan", "null"})
+"""CSV cells read as a missing value (compared lower-case, after stripping spaces)."""
+
+
+@dataclass(frozen=True, eq=False)
+class FileArrays:
+    """What a file holds: X ([N, F] for CSV, any [N, ...] for NPZ), y ([N]) and column names when known."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...] | None
+    source: str  # the file's name, for descriptions and errors
+
+
+def read_csv(path: str | Path, *, target: str | None) -> FileArrays:
+    """Read a comma-separated table: a header row, numeric feature columns and the `target` column.
+
+    The target may hold numbers (integers stay integers) or strings (class labels). Empty cells and
+    ``NA``/``NaN``/``null`` count as missing; any row with a missing value is an error naming how many.
+    """
+    file = _existing(path)
+    with open(file, newline="", encoding="utf-8-sig") as handle:
+        rows = [(line, [cell.strip() for cell in row]) for line, row in enumerate(csv.reader(handle), start=1)]
+    rows = [(line, row) for line, row in rows if any(row)]  # blank lines
+    if not rows:
+        raise ValueError(f"CSV file '{file.name}': expected a header row and data rows, got an empty file")
+    header_line, header = rows[0]
+    _check_header(header, file.name)
+    if target is None:
+        raise ValueError(
+            f"CSV file '{file.name}': data.target must name the target column; columns are: {', '.join(header)}"
+        )
+    if target not in header:
+        raise ValueError(
+            f"CSV file '{file.name}': no target column '{target}'; columns are: {', '.join(header)}"
+        )
+    if len(header) < 2:
+        raise ValueError(f"CSV file '{file.name}': expected at least one feature column besides '{target}'")
+    data = rows[1:]
+    if not data:
+        raise ValueError(f"CSV file '{file.name}': expected data rows after the header, got none")
+    for line, row in data:
+        if len(row) != len(header):
+            raise ValueError(
+                f"CSV file '{file.name}', line {line}: expected {len(header)} fields as in the header, got {len(row)}"
+            )
+    t = header.index(target)
+    names = tuple(name for i, name in enumerate(header) if i != t)
+    columns = [i for i in range(len(header)) if i != t]
+    X = np.empty((len(data), len(columns)), dtype=np.float64)
+    for j, i in enumerate(columns):
+        X[:, j] = _numeric_column([(line, row[i]) for line, row in data], header[i], file.name)
+    y_cells = [row[t] for _, row in data]
+    missing_rows = np.isnan(X).any(axis=1) | np.array([cell.lower() in MISSING for cell in y_cells])
+    if missing_rows.any():
+        first = data[int(np.argmax(missing_rows))][0]
+        raise ValueError(
+            f"CSV file '{file.name}': {int(missing_rows.sum())} of {len(data)} rows have missing values "
+            f"(NaN or empty cells; the first at line {first}); remove or fill them"
+        )
+    return FileArrays(X=X, y=_target_column(y_cells), feature_names=names, source=file.name)
+
+
+def read_npz(path: str | Path) -> FileArrays:
+    """Read arrays ``X`` ([N, F] or [N, ...] of numbers) and ``y`` ([N]) from a ``.npz`` archive (no pickles)."""
+    file = _existing(path)
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            if "X" not in keys or "y" not in keys:
+                found = ", ".join(keys) if keys else "none"
+                raise ValueError(f"NPZ file '{file.name}': expected arrays named 'X' and 'y'; found: {found}")
+            X, y = archive["X"], archive["y"]
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"NPZ file '{file.name}': cannot be read as an .npz archive ({error})") from error
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise ValueError(
+                f"NPZ file '{file.name}': holds object arrays, which need pickle; save X and y as numeric "
+                "(or, for y, string) arrays"
+            ) from error
+        raise
+    return FileArrays(X=X, y=y, feature_names=None, source=file.name)
+
+
+def _existing(path: str | Path) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"data.path: expected a file path string, got {type(path).__name__}")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        what = "is a directory, not a file" if file.is_dir() else "not found"
+        raise FileNotFoundError(f"data file {what}: {file}")
+    return file
+
+
+def _check_header(header: list[str], source: str) -> None:
+    if all(_is_float(cell) for cell in header if cell):
+        raise ValueError(
+            f"CSV file '{source}': the first row ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) "
+            "looks like data; expected a header row naming the columns"
+        )
+    empty = [i + 1 for i, name in enumerate(header) if not name]
+    if empty:
+        raise ValueError(f"CSV file '{source}': header column(s) {empty} have no name; expected a name for every column")
+    seen: set[str] = set()
+    twice = sorted({name for name in header if name in seen or seen.add(name)})
+    if twice:
+        raise ValueError(f"CSV file '{source}': expected unique column names, got repeated: {', '.join(twice)}")
+
+
+def _numeric_column(cells: list[tuple[int, str]], name: str, source: str) -> np.ndarray:
+    out = np.empty(len(cells), dtype=np.float64)
+    for k, (line, cell) in enumerate(cells):
+        if cell.lower() in MISSING:
+            out[k] = np.nan
+            continue
+        try:
+            out[k] = float(cell)
+        except ValueError:
+            raise ValueError(
+                f"CSV file '{source}': feature column '{name}' must be numeric, got '{cell}' at line {line}"
+            ) from None
+    return out
+
+
+def _target_column(cells: list[str]) -> np.ndarray:
+    if all(_is_int(cell) for cell in cells):
+        return np.array([int(cell) for cell in cells], dtype=np.int64)
+    if all(_is_float(cell) for cell in cells):
+        return np.array([float(cell) for cell in cells], dtype=np.float64)
+    return np.array(cells, dtype=str)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
