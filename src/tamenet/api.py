@@ -80,7 +80,8 @@ class RunWriter:
         state = trainer.model.state_dict() if final else best_state_dict(trainer)
         payload = checkpoint_payload(trainer.model, trainer.recipe, self.data, state=state, epoch=trainer.state.epoch)
         atomic_torch_save(self.run.path / "model.pt", payload)
-        atomic_torch_save(self.run.path / "last.pt", {"recipe": to_dict(trainer.recipe), "trainer": trainer.state_dict()})
+        resume = trainer.resume_state if final else trainer.state_dict()
+        atomic_torch_save(self.run.path / "last.pt", {"recipe": to_dict(trainer.recipe), "trainer": resume})
 
 
 def _member_hyper_table(recipe: Recipe) -> list[dict[str, float]]:
@@ -175,7 +176,7 @@ def fit(
         if not last.is_file():
             raise FileNotFoundError(f"cannot resume: no checkpoint {last} (was the run started with checkpoints on?)")
         saved = torch.load(last, map_location="cpu", weights_only=False)
-        recipe, out = saved["recipe"], resume
+        recipe, out = saved["recipe"], resume  # overrides may still extend it, e.g. train.epochs
     recipe = load_recipe(recipe, overrides)
     torch.manual_seed(member_seeds(recipe)[0])
     data = prepare(recipe.data, X=X, y=y)

@@ -83,14 +83,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .progress import make_progress
     from .recipes import load_recipe
 
-    if args.resume:
+    if args.resume:  # the run's own recipe, with --set overrides such as train.epochs=300
         recipe, out = None, Path(args.resume)
     else:
         recipe = load_recipe(args.recipe, args.overrides)
         out = Path(args.out) if args.out else _default_out(recipe.name)
     progress = make_progress(sys.stdout)
     with progress:
-        result = fit(recipe, out=out, callbacks=[progress.on_epoch], resume=args.resume)
+        result = fit(recipe, out=out, callbacks=[progress.on_epoch], resume=args.resume,
+                     overrides=args.overrides if args.resume else None)
     print(summary_text(result.summary))
     print(f"run directory: {result.run_dir}")
     summary = result.summary

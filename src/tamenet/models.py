@@ -45,7 +45,9 @@ class MLP(Population):
     """Dense network: [dropout] -> (Linear -> norm/activation -> dropout [+ skip]) x L -> Linear.
 
     With `residual`, a hidden layer whose input and output widths agree adds its input (He et al., CVPR 2016).
-    Dropout is never applied to the output layer.
+    Dropout is never applied to the output layer. A hidden layer followed by BatchNorm (`norm_position`
+    "before") has no bias: BatchNorm subtracts it again and its `beta` takes its place, so its true
+    gradient is zero and Adam would turn the rounding noise of that gradient into full-size steps.
     """
 
     def __init__(
@@ -73,7 +75,8 @@ class MLP(Population):
         norm_cls = lookup(NORMS, norm, "norm")
         sizes = [n_in, *widths]
         self.input_dropout = Dropout(dropout[0], random=self.random, stream=0)
-        self.hidden = nn.ModuleList(Linear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        bias = not (norm == "batch" and norm_position == "before")  # BatchNorm's beta replaces the bias
+        self.hidden = nn.ModuleList(Linear(members, a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(
             norm_cls(members, w, momentum=bn_momentum, eps=norm_eps) if norm_cls else nn.Identity() for w in widths
         )
@@ -103,7 +106,8 @@ class MLP(Population):
         for layer, linear in enumerate(linears):
             prefix = f"hidden.{layer}" if layer < len(self.hidden) else "output"
             roles.append(ParamRole(f"{prefix}.weight", linear.weight, "weight", layer))
-            roles.append(ParamRole(f"{prefix}.bias", linear.bias, "bias", layer))
+            if linear.bias is not None:
+                roles.append(ParamRole(f"{prefix}.bias", linear.bias, "bias", layer))
         for layer, norm in enumerate(self.norms):
             for pname, param in norm.named_parameters():
                 roles.append(ParamRole(f"norms.{layer}.{pname}", param, "norm", layer))

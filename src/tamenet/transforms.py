@@ -39,9 +39,9 @@ def clip_by_value(roles: list[ParamRole], grads: list[torch.Tensor], max_value: 
 
 
 def _unit_norm(t: torch.Tensor) -> torch.Tensor:
-    """Norm of each unit's incoming weights: over all axes after (member, unit); per element for 1-D tensors."""
+    """Norm of each unit's incoming weights [M, out, 1, ...]; a member's 1-D tensor (bias, gain) is one unit, as in NFNets."""
     if t.dim() <= 2:
-        return t.abs()
+        return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
     return t.flatten(2).norm(dim=2).view(*t.shape[:2], *([1] * (t.dim() - 2)))
 
 

@@ -23,15 +23,15 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:  # one batch shared by all members: a single GEMM
-            flat = x @ self.weight.reshape(-1, self.in_features).t()
-            y = flat.view(x.shape[0], self.members, self.out_features).transpose(0, 1)
-            return y + self.bias.unsqueeze(1) if self.bias is not None else y
-        if x.dim() != 3 or x.shape[0] != self.members:
+        if x.dim() not in (2, 3) or x.shape[-1] != self.in_features or (x.dim() == 3 and x.shape[0] != self.members):
             raise ValueError(
                 f"Linear expects inputs [B, {self.in_features}] or [{self.members}, B, {self.in_features}], "
                 f"got {list(x.shape)}"
             )
+        if x.dim() == 2:  # one batch shared by all members: a single GEMM
+            flat = x @ self.weight.reshape(-1, self.in_features).t()
+            y = flat.view(x.shape[0], self.members, self.out_features).transpose(0, 1)
+            return y + self.bias.unsqueeze(1) if self.bias is not None else y
         if self.bias is None:
             return torch.bmm(x, self.weight.transpose(1, 2))
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))

@@ -113,7 +113,7 @@ class Trainer:
         self.optimizer = make_optimizer(tcfg.optimizer, self.roles, self.hyper, eps=tcfg.eps, nesterov=tcfg.nesterov)
         self.monitor, self.sign = _monitor(recipe, data.task)
         self.metric = TASK_METRIC[data.task]
-        self.target_std = float(data.target_scaler.std[0]) if data.target_scaler is not None else 1.0
+        self.target_std = float(data.target_scaler.std.reshape(-1)[0]) if data.target_scaler is not None else 1.0
         self.batch_size = batch_size_of(recipe, len(data.X_train))
         self.state = LoopState(
             best_value=[math.inf] * self.members,
@@ -228,6 +228,7 @@ class Trainer:
         except KeyboardInterrupt:
             state.interrupted = True
         state.wall_time = time.perf_counter() - start
+        self.resume_state = self.state_dict()  # where training stood, before the best weights come back
         if es.restore_best:
             self.restore_best()
         return state
@@ -273,11 +274,12 @@ class Trainer:
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict:
+        """A copy of everything `load_state_dict` needs to continue training exactly where it stood."""
         return {
-            "model": self.model.state_dict(),
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "loop": self.state.__dict__.copy(),
-            "best_state": self.best_state,
+            "loop": dict(self.state.__dict__),
+            "best_state": {k: v.clone() for k, v in self.best_state.items()},
             "history": list(self.history),
         }
 
