@@ -65,8 +65,9 @@ def test_autograd_gradients_of_population_mlp_equal_hand_derived_backprop(shared
     assert not torch.equal(params["hidden.0.weight"][0], params["hidden.0.weight"][1])  # members differ
     for m in range(M):
         with torch.no_grad():
-            W1, b1 = params["hidden.0.weight"][m], params["hidden.0.bias"][m]
-            W2, b2 = params["output.weight"][m], params["output.bias"][m]
+            # tamenet stores W [in, out] per member; the formulas use the lectures' W [out, in]
+            W1, b1 = params["hidden.0.weight"][m].T, params["hidden.0.bias"][m]
+            W2, b2 = params["output.weight"][m].T, params["output.bias"][m]
             z = xs[m] @ W1.T + b1
             assert 0 < int((z > 0).sum()) < z.numel()  # the ReLU mask is neither all-on nor all-off
             expected = _hand_gradients(W1, b1, W2, b2, xs[m], ts[m])
@@ -74,7 +75,9 @@ def test_autograd_gradients_of_population_mlp_equal_hand_derived_backprop(shared
             y = (torch.clamp_min(z, 0) @ W2.T + b2)[:, 0]
             torch.testing.assert_close(loss[m], 0.5 * ((y - ts[m]) ** 2).mean(), rtol=1e-12, atol=1e-12)
         for name, grad in expected.items():
-            torch.testing.assert_close(params[name].grad[m], grad, rtol=1e-10, atol=1e-12, msg=f"{name}, member {m}")
+            actual = params[name].grad[m]
+            actual = actual.T if actual.dim() == 2 else actual
+            torch.testing.assert_close(actual, grad, rtol=1e-10, atol=1e-12, msg=f"{name}, member {m}")
 
 
 def test_member_gradients_do_not_leak_into_other_members():

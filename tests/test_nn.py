@@ -31,7 +31,7 @@ def test_init_formula_table_covers_every_registered_init():
 def test_init_variance_and_bound_follow_the_formula_per_member(name):
     members, n_out, n_in = 4, 512, 256
     layer = Linear(members, n_in, n_out)
-    init_weight_(layer.weight, name, seeds=[0, 1, 2, 3], layer=0)
+    init_weight_(layer.weight, name, seeds=[0, 1, 2, 3], layer=0, fan_in=n_in, fan_out=n_out)
     kind, variance = INIT_FORMULAS[name]
     var = variance(n_in, n_out)
     w = layer.weight.detach().double()
@@ -121,7 +121,7 @@ def test_linear_equals_functional_linear_per_member_with_gradients(shared):
     total = 0.0
     for m in range(3):
         xm = ref_x if shared else ref_x[m]
-        ym = F.linear(xm, ref_w[m], ref_b[m])
+        ym = F.linear(xm, ref_w[m].T, ref_b[m])
         torch.testing.assert_close(y[m], ym, rtol=1e-6, atol=1e-6)
         total = total + (ym * upstream[m]).sum()
     total.backward()
@@ -137,8 +137,8 @@ def test_linear_without_bias_equals_functional_linear():
         layer.weight.normal_()
     x = torch.randn(2, 5, 3)
     for m in range(2):
-        torch.testing.assert_close(layer(x)[m], F.linear(x[m], layer.weight[m]))
-        torch.testing.assert_close(layer(x[0])[m], F.linear(x[0], layer.weight[m]))
+        torch.testing.assert_close(layer(x)[m], F.linear(x[m], layer.weight[m].T))
+        torch.testing.assert_close(layer(x[0])[m], F.linear(x[0], layer.weight[m].T))
 
 
 @pytest.mark.parametrize(
@@ -414,12 +414,12 @@ def test_mlp_norm_position_before_and_after_the_activation():
         lin0, norm, lin1 = model.hidden[0], model.norms[0], model.output
         out = model(x)
         for m in range(2):
-            z = x @ lin0.weight[m].T + lin0.bias[m]
+            z = x @ lin0.weight[m] + lin0.bias[m]
             if position == "before":
                 h = torch.relu(_hand_layer_norm(z, norm.weight[m], norm.bias[m]))
             else:
                 h = _hand_layer_norm(torch.relu(z), norm.weight[m], norm.bias[m])
-            torch.testing.assert_close(out[m], h @ lin1.weight[m].T + lin1.bias[m], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(out[m], h @ lin1.weight[m] + lin1.bias[m], rtol=1e-5, atol=1e-5)
         outs[position] = out
     assert not torch.allclose(outs["before"], outs["after"], atol=1e-3)
 
@@ -433,11 +433,11 @@ def test_mlp_residual_adds_the_input_only_where_widths_match():
     for m in range(2):
         h, hp = x, x
         for i, lin in enumerate(model.hidden):
-            z = torch.tanh(h @ lin.weight[m].T + lin.bias[m])
+            z = torch.tanh(h @ lin.weight[m] + lin.bias[m])
             h = h + z if i < 2 else z  # 4 -> 4, 4 -> 4 skip; 4 -> 3 cannot
-            hp = torch.tanh(hp @ lin.weight[m].T + lin.bias[m])
-        ref = h @ model.output.weight[m].T + model.output.bias[m]
-        ref_plain = hp @ model.output.weight[m].T + model.output.bias[m]
+            hp = torch.tanh(hp @ lin.weight[m] + lin.bias[m])
+        ref = h @ model.output.weight[m] + model.output.bias[m]
+        ref_plain = hp @ model.output.weight[m] + model.output.bias[m]
         torch.testing.assert_close(out[m], ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(out_plain[m], ref_plain, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out, out_plain, atol=1e-3)
@@ -449,10 +449,10 @@ def _hand_mlp_forward(model, x, masks=None):
     for m in range(model.members):
         h = x if masks is None else x * masks[0][m]
         for i, lin in enumerate(model.hidden):
-            h = torch.relu(h @ lin.weight[m].T + lin.bias[m])
+            h = torch.relu(h @ lin.weight[m] + lin.bias[m])
             if masks is not None:
                 h = h * masks[i + 1][m]
-        outs.append(h @ model.output.weight[m].T + model.output.bias[m])
+        outs.append(h @ model.output.weight[m] + model.output.bias[m])
     return torch.stack(outs)
 
 

@@ -108,12 +108,14 @@ def _adaptive_reference(roles, grads, clip, eps=1e-3):
             w_m, g_m = r.param.detach()[m], g[m]
             if g_m.dim() == 1:
                 w_m, g_m = w_m.unsqueeze(0), g_m.unsqueeze(0)
+            else:  # tamenet's W is [in, out]: unit i is column i
+                w_m, g_m = w_m.T, g_m.T
             for i in range(g_m.shape[0]):
                 w_norm = w_m[i].norm().item()
                 g_norm = g_m[i].norm().item()
                 max_norm = clip[m].item() * max(w_norm, eps)
                 factor = 1.0 if g_norm == 0 else min(1.0, max_norm / g_norm)
-                res[m].view_as(g_m)[i] = g_m[i] * factor
+                (res[m].T if res[m].dim() == 2 else res[m].view_as(g_m))[i] = g_m[i] * factor
         out.append(res)
     return out
 
@@ -122,7 +124,7 @@ def test_adaptive_clip_matches_the_unit_wise_formula():
     roles = _population()
     by_name = {r.name: r for r in roles}
     with torch.no_grad():
-        by_name["hidden.1.weight"].param[0, 2].zero_()  # a zero-weight unit: threshold lambda * eps
+        by_name["hidden.1.weight"].param[0, :, 2].zero_()  # a zero-weight unit: threshold lambda * eps
         by_name["hidden.0.bias"].param[1].zero_()  # a zero bias vector: one unit, threshold lambda * eps
     grads = _grads(roles, [1.0, 0.5, 2.0])
     clip = torch.tensor([0.01, 0.1, 1.0])
@@ -132,13 +134,13 @@ def test_adaptive_clip_matches_the_unit_wise_formula():
         torch.testing.assert_close(o, e, rtol=1e-5, atol=1e-8)
 
     names = [r.name for r in roles]
-    zero_unit = out[names.index("hidden.1.weight")][0, 2]
+    zero_unit = out[names.index("hidden.1.weight")][0, :, 2]
     assert zero_unit.norm().item() == pytest.approx(0.01 * 1e-3, rel=1e-5)  # eps branch
     zero_bias = out[names.index("hidden.0.bias")][1]
     assert zero_bias.norm().item() == pytest.approx(0.1 * 1e-3, rel=1e-5)
     # the test is not vacuous: some units were clipped, some kept as they were
-    changed = sum(int((o != g).any(dim=-1).sum()) for o, g in zip(out, grads) if g.dim() == 3)
-    kept = sum(int((o == g).all(dim=-1).sum()) for o, g in zip(out, grads) if g.dim() == 3)
+    changed = sum(int((o != g).any(dim=1).sum()) for o, g in zip(out, grads) if g.dim() == 3)  # per unit (column)
+    kept = sum(int((o == g).all(dim=1).sum()) for o, g in zip(out, grads) if g.dim() == 3)
     assert changed > 0 and kept > 0
 
 

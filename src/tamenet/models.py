@@ -25,6 +25,7 @@ class ParamRole:
     role: str
     layer: int
     stacked: bool = True  # has the leading member axis
+    fan_in_dims: tuple[int, ...] = (1,)  # axes of the [M, ...] view holding one unit's incoming weights
 
     def per_member(self, t: torch.Tensor) -> torch.Tensor:
         """View a tensor shaped like this parameter as [M, ...]."""
@@ -70,7 +71,7 @@ class MLP(Population):
         super().__init__()
         members = len(seeds)
         self.members, self.random = members, MemberRandom(seeds)
-        self.norm_position, self.residual = norm_position, residual
+        self.norm_position, self.residual, self.has_norm = norm_position, residual, norm != "none"
         dropout = dropout or [[0.0] * members for _ in range(len(widths) + 1)]
         norm_cls = lookup(NORMS, norm, "norm")
         sizes = [n_in, *widths]
@@ -86,17 +87,25 @@ class MLP(Population):
         )
         self.output = Linear(members, sizes[-1], n_out)
         for layer, linear in enumerate([*self.hidden, self.output]):
-            init_weight_(linear.weight, init, seeds=self.random.seeds, layer=layer)
+            init_weight_(
+                linear.weight, init, seeds=self.random.seeds, layer=layer,
+                fan_in=linear.in_features, fan_out=linear.out_features,
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.input_dropout(x)
+        # Modules that do nothing (no norm, dropout off or in eval mode) are skipped: calls cost
+        # microseconds, and small models take thousands of steps.
+        stochastic = self.training
+        h = self.input_dropout(x) if stochastic and self.input_dropout.active else x
         for linear, norm, drop in zip(self.hidden, self.norms, self.dropouts):
             z = linear(h)
-            if self.norm_position == "before":
-                z = self.activation(norm(z))
-            else:
-                z = norm(self.activation(z))
-            z = drop(z)
+            if self.has_norm and self.norm_position == "before":
+                z = norm(z)
+            z = self.activation(z)
+            if self.has_norm and self.norm_position == "after":
+                z = norm(z)
+            if stochastic and drop.active:
+                z = drop(z)
             h = h + z if self.residual and h.shape[-1] == z.shape[-1] else z
         return self.output(h)
 
@@ -129,11 +138,12 @@ class Wrapped(Population):
         for name, param in self.module.named_parameters():
             if not param.requires_grad:
                 continue
-            if param.dim() >= 2:
+            if param.dim() >= 2:  # PyTorch layout [out, in, ...]: a unit's inputs are axes 2.. of [1, out, in, ...]
                 role, layer = "weight", layer + 1
+                fan_in = tuple(range(2, param.dim() + 1))
             else:
-                role = "bias" if name.endswith("bias") else "norm"
-            roles.append(ParamRole(name, param, role, max(layer - 1, 0), stacked=False))
+                role, fan_in = ("bias" if name.endswith("bias") else "norm"), (1,)
+            roles.append(ParamRole(name, param, role, max(layer - 1, 0), stacked=False, fan_in_dims=fan_in))
         return roles
 
 

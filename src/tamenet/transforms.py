@@ -38,11 +38,9 @@ def clip_by_value(roles: list[ParamRole], grads: list[torch.Tensor], max_value: 
     return out
 
 
-def _unit_norm(t: torch.Tensor) -> torch.Tensor:
-    """Norm of each unit's incoming weights [M, out, 1, ...]; a member's 1-D tensor (bias, gain) is one unit, as in NFNets."""
-    if t.dim() <= 2:
-        return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
-    return t.flatten(2).norm(dim=2).view(*t.shape[:2], *([1] * (t.dim() - 2)))
+def _unit_norm(t: torch.Tensor, fan_in_dims: tuple[int, ...]) -> torch.Tensor:
+    """Norm of each unit's incoming weights (kept dims); a member's 1-D tensor (bias, gain) is one unit, as in NFNets."""
+    return torch.linalg.vector_norm(t, dim=fan_in_dims, keepdim=True)
 
 
 def adaptive_clip(
@@ -56,8 +54,8 @@ def adaptive_clip(
     out = []
     for r, g in zip(roles, grads):
         gm, wm = r.per_member(g), r.per_member(r.param.detach())
-        max_norm = _view(clip, gm) * _unit_norm(wm).clamp_min(eps)
-        g_norm = _unit_norm(gm).clamp_min(1e-6)
+        max_norm = _view(clip, gm) * _unit_norm(wm, r.fan_in_dims).clamp_min(eps)
+        g_norm = _unit_norm(gm, r.fan_in_dims).clamp_min(1e-6)
         out.append((gm * torch.clamp(max_norm / g_norm, max=1.0)).view_as(g))
     return out
 

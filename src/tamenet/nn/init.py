@@ -52,13 +52,10 @@ def check_init(name: str) -> None:
     lookup(INITS, name, "init")
 
 
-def init_weight_(weight: torch.Tensor, name: str, *, seeds: list[int], layer: int) -> None:
-    """Fill weight [M, out, in, ...] in place, member m from a generator seeded by (seeds[m], layer)."""
+def init_weight_(weight: torch.Tensor, name: str, *, seeds: list[int], layer: int, fan_in: int, fan_out: int) -> None:
+    """Fill a member-stacked weight [M, ...] in place, member m from a generator seeded by (seeds[m], layer)."""
     check_init(name)
-    fan_out = weight.shape[1]
-    fan_in = math.prod(weight.shape[2:])
-    receptive = math.prod(weight.shape[3:]) if weight.dim() > 3 else 1
-    kind, scale = INITS[name](fan_in, fan_out * receptive)
+    kind, scale = INITS[name](fan_in, fan_out)
     with torch.no_grad():
         for m, seed in enumerate(seeds):
             gen = torch.Generator().manual_seed(mix_seed(seed, layer, 7919))

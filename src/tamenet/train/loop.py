@@ -200,10 +200,11 @@ class Trainer:
             self.optimizer.step(lr)
             if proximal:
                 l1_proximal_(self.penalized, lr * self.hyper["l1"])
-            with torch.no_grad():
-                loss_sum += loss.detach().to(torch.float64) * yb.shape[-1]
-                score_sum += member_score_sum(out.detach(), yb, data.task)
-                penalty_sum += (total - loss).detach().to(torch.float64) * yb.shape[-1]
+            with torch.no_grad():  # accumulated on tensors: no host sync inside the epoch
+                loss_sum.add_(loss.detach(), alpha=yb.shape[-1])
+                score_sum.add_(member_score_sum(out.detach(), yb, data.task))
+                if total is not loss:
+                    penalty_sum.add_(total.detach() - loss.detach(), alpha=yb.shape[-1])
             self.state.step += 1
         self.last_lr = lr
         return loss_sum / n, finish_metric(score_sum, n, data.task, target_std=self.target_std), penalty_sum / n

@@ -32,15 +32,14 @@ def member_score_sum(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Ten
     """Per member: number of correct predictions (classification) or sum of squared errors (regression)."""
     y = _targets(y, out.shape[0])
     if task == "classification":
-        return (out.argmax(-1) == y).sum(1).to(torch.float64)
-    return (out.squeeze(-1) - y).square().sum(1).to(torch.float64)
+        return (out.argmax(-1) == y).sum(1)
+    return (out.squeeze(-1) - y).square().sum(1)
 
 
 def finish_metric(score_sum: torch.Tensor, count: int, task: str, *, target_std: float = 1.0) -> torch.Tensor:
     """Accuracy from correct counts, or RMSE (in the target's own units) from squared-error sums."""
-    if task == "classification":
-        return score_sum / count
-    return torch.sqrt(score_sum / count) * target_std
+    mean = score_sum.to(torch.float64) / count
+    return mean if task == "classification" else torch.sqrt(mean) * target_std
 
 
 @torch.no_grad()
@@ -55,7 +54,7 @@ def evaluate(
         xb, yb = X[start : start + batch_size], y[start : start + batch_size]
         out = model(xb)
         part = member_loss(out, yb, task).to(torch.float64) * len(xb)
-        score = member_score_sum(out, yb, task)
+        score = member_score_sum(out, yb, task).to(torch.float64)
         loss_sum = part if loss_sum is None else loss_sum + part
         score_sum = score if score_sum is None else score_sum + score
     model.train(was_training)

@@ -15,23 +15,28 @@ from ..models import ParamRole
 from ..registry import lookup
 
 
-def _view(h: torch.Tensor, p: torch.Tensor, stacked: bool) -> torch.Tensor:
-    return h.view(-1, *([1] * (p.dim() - 1))) if stacked else h.view(*([1] * p.dim())) if p.dim() else h.view(())
+def _shape(p: torch.Tensor, stacked: bool) -> tuple[int, ...]:
+    """How a member vector [M] broadcasts against a parameter: [M, 1, ...] (or all ones for a plain parameter)."""
+    return (-1, *([1] * (p.dim() - 1))) if stacked else tuple([1] * p.dim())
 
 
 class PopulationOptimizer:
-    """Base: holds parameters, per-member hyper-parameters and per-parameter state."""
+    """Base: holds parameters, per-member hyper-parameters (broadcast views made once) and per-parameter state."""
+
+    uses: tuple[str, ...] = ()
 
     def __init__(self, roles: list[ParamRole], hyper: dict[str, torch.Tensor], *, eps: float = 1e-8, nesterov: bool = False):
         self.roles = roles
-        self.hyper = hyper
         self.eps, self.nesterov = eps, nesterov
         self.steps = 0
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in roles]
-
-    def h(self, name: str, i: int) -> torch.Tensor:
-        r = self.roles[i]
-        return _view(self.hyper[name].to(r.param.device), r.param, r.stacked)
+        self.shapes = [_shape(r.param, r.stacked) for r in roles]
+        names = (*self.uses, "weight_decay")
+        self.hyper = [
+            {n: hyper[n].to(r.param.device, r.param.dtype).view(shape) for n in names}
+            for r, shape in zip(roles, self.shapes)
+        ]
+        self.decay = bool((hyper["weight_decay"] != 0).any())
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
@@ -41,9 +46,9 @@ class PopulationOptimizer:
             p, g = r.param, r.param.grad
             if g is None:
                 continue
-            lr_i = _view(lr.to(p.device), p, r.stacked)
-            wd = self.h("weight_decay", i)
-            p.mul_(1.0 - lr_i * wd)
+            lr_i = lr.to(p.device, p.dtype).view(self.shapes[i])
+            if self.decay:  # decoupled: w <- w - lr * wd * w
+                p.mul_(1.0 - lr_i * self.hyper[i]["weight_decay"])
             self.update(i, p, g, lr_i)
 
     def update(self, i: int, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor) -> None:
@@ -60,51 +65,57 @@ class PopulationOptimizer:
 class SGD(PopulationOptimizer):
     """`v <- mu v + g`; `w <- w - lr v` (Nesterov: `w <- w - lr (g + mu v)`); mu = 0 is plain SGD."""
 
+    uses = ("momentum",)
+
     def update(self, i, p, g, lr):
-        mu = self.h("momentum", i)
+        mu = self.hyper[i]["momentum"]
         state = self.state[i]
         if "velocity" not in state:
             state["velocity"] = g.clone()
         else:
-            state["velocity"].mul_(mu).add_(g)
+            torch.addcmul(g, state["velocity"], mu, out=state["velocity"])
         v = state["velocity"]
         direction = g + mu * v if self.nesterov else v
-        p.sub_(lr * direction)
+        p.addcmul_(direction, lr, value=-1.0)
 
 
 class RMSProp(PopulationOptimizer):
     """`s <- rho s + (1 - rho) g^2`; `w <- w - lr g / (sqrt(s) + eps)` (Tieleman & Hinton, 2012)."""
 
+    uses = ("rho", "momentum")
+
     def update(self, i, p, g, lr):
-        rho, mu = self.h("rho", i), self.h("momentum", i)
+        rho, mu = self.hyper[i]["rho"], self.hyper[i]["momentum"]
         state = self.state[i]
         if "square" not in state:
             state["square"] = torch.zeros_like(p)
             state["velocity"] = torch.zeros_like(p)
         s = state["square"]
-        s.mul_(rho).add_((1.0 - rho) * g.square())
+        s.mul_(rho).addcmul_(g, g * (1.0 - rho))
         scaled = g / (s.sqrt() + self.eps)
         v = state["velocity"]
         v.mul_(mu).add_(scaled)
-        p.sub_(lr * v)
+        p.addcmul_(v, lr, value=-1.0)
 
 
 class Adam(PopulationOptimizer):
     """`m <- b1 m + (1-b1) g`, `v <- b2 v + (1-b2) g^2`, `w <- w - lr m_hat / (sqrt(v_hat) + eps)` (Kingma & Ba, ICLR 2015)."""
 
+    uses = ("beta1", "beta2")
+
     def update(self, i, p, g, lr):
-        b1, b2 = self.h("beta1", i), self.h("beta2", i)
+        b1, b2 = self.hyper[i]["beta1"], self.hyper[i]["beta2"]
         state = self.state[i]
         if "m" not in state:
             state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
         m, v = state["m"], state["v"]
-        m.mul_(b1).add_((1.0 - b1) * g)
-        v.mul_(b2).add_((1.0 - b2) * g.square())
+        m.lerp_(g, 1.0 - b1)
+        v.mul_(b2).addcmul_(g, g * (1.0 - b2))
         t = self.steps
         correction1 = 1.0 - b1**t
         correction2 = 1.0 - b2**t
-        denom = v.sqrt() / correction2.sqrt() + self.eps
-        p.sub_((lr / correction1) * m / denom)
+        denom = (v.sqrt() / correction2.sqrt()).add_(self.eps)
+        p.addcmul_(m / denom, lr / correction1, value=-1.0)
 
 
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam, "adamw": Adam}
