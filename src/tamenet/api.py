@@ -20,6 +20,7 @@ from .recipes import load_recipe
 from .track import RunDir, atomic_torch_save, plot_curves
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
 from .train.hyper import member_hyper
+from .train.member_data import MemberData
 from .versioning import code_version
 
 CHECKPOINT_FORMAT = 1
@@ -186,7 +187,8 @@ def fit(
         model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=member_seeds(recipe))
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
-    trainer = Trainer(model, data, recipe, callbacks=[*([writer] if writer else []), *(callbacks or [])])
+    rows = MemberData.from_split(data, model.members)
+    trainer = Trainer(model, rows, recipe, callbacks=[*([writer] if writer else []), *(callbacks or [])])
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
         run.rows = [r for r in trainer.history]

@@ -18,13 +18,13 @@ from typing import Callable
 import torch
 
 from ..config import Recipe, RecipeError
-from ..data import SplitData
 from ..models import Population
 from ..nn import MemberRandom, mix_seed
 from ..penalties import l1_penalty, l1_proximal_, l2_penalty, penalized
 from ..transforms import CLIPPERS
 from .hyper import member_hyper
 from .losses import TASK_METRIC, evaluate, finish_metric, member_loss, member_score_sum
+from .member_data import MemberData
 from .optim import make_optimizer
 from .schedule import lr_factor
 
@@ -91,12 +91,12 @@ def batch_orders(seeds: list[int], n: int, epoch: int) -> torch.Tensor:
 
 
 class Trainer:
-    """Trains a population on split data as the recipe says; `run()` returns when every member is done."""
+    """Trains a population on its members' rows as the recipe says; `run()` returns when every member is done."""
 
     def __init__(
         self,
         model: Population,
-        data: SplitData,
+        data: MemberData,
         recipe: Recipe,
         *,
         callbacks: list[Callable[[EpochRecord, "Trainer"], None]] | None = None,
@@ -113,8 +113,11 @@ class Trainer:
         self.optimizer = make_optimizer(tcfg.optimizer, self.roles, self.hyper, eps=tcfg.eps, nesterov=tcfg.nesterov)
         self.monitor, self.sign = _monitor(recipe, data.task)
         self.metric = TASK_METRIC[data.task]
-        self.target_std = float(data.target_scaler.std.reshape(-1)[0]) if data.target_scaler is not None else 1.0
-        self.batch_size = batch_size_of(recipe, len(data.X_train))
+        if data.members != self.members:
+            raise ValueError(f"the data holds rows for {data.members} members but the model has {self.members}")
+        self.target_std = data.target_std
+        self.batch_size = batch_size_of(recipe, data.n_train)
+        self.validation = data.validation() if data.has_val else None
         self.state = LoopState(
             best_value=[math.inf] * self.members,
             best_epoch=[0] * self.members,
@@ -157,7 +160,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         data, tcfg, model = self.data, self.recipe.train, self.model
         seeds = model.random.seeds
-        n = len(data.X_train)
+        n = data.n_train
         order = batch_orders(seeds, n, epoch)
         steps = math.ceil(n / self.batch_size)
         noise = self.hyper["input_noise"]
@@ -172,8 +175,7 @@ class Trainer:
         penalty_sum = torch.zeros(self.members, dtype=torch.float64)
         model.train()
         for b in range(steps):
-            idx = order[..., b * self.batch_size : (b + 1) * self.batch_size]
-            xb, yb = data.X_train[idx], data.y_train[idx]
+            xb, yb = data.batch(order[..., b * self.batch_size : (b + 1) * self.batch_size])
             model.random.step = self.state.step
             if use_noise:  # D4: x + eps, E eps = 0, cov = sigma^2 I, training only
                 if xb.dim() == 2:
@@ -216,9 +218,7 @@ class Trainer:
         try:
             for epoch in range(state.epoch, tcfg.epochs):
                 train_loss, train_metric, penalty = self._train_epoch(epoch)
-                val_loss, val_metric = evaluate(
-                    self.model, self.data.X_val, self.data.y_val, self.data.task, target_std=self.target_std
-                )
+                val_loss, val_metric = self._validate()
                 state.epoch = epoch + 1
                 record = self._end_epoch(epoch + 1, train_loss, train_metric, penalty, val_loss, val_metric)
                 state.wall_time = time.perf_counter() - start
@@ -234,6 +234,13 @@ class Trainer:
             self.restore_best()
         return state
 
+    def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.validation is None:  # nothing to monitor: every epoch counts as the best so far
+            nan = torch.full((self.members,), float("nan"), dtype=torch.float64)
+            return nan, nan
+        X, y, weight = self.validation
+        return evaluate(self.model, X, y, self.data.task, target_std=self.target_std, weight=weight)
+
     def _end_epoch(self, epoch, train_loss, train_metric, penalty, val_loss, val_metric) -> EpochRecord:
         state, es = self.state, self.recipe.train.early_stopping
         values = {"val_loss": val_loss, f"val_{self.metric}": val_metric}[self.monitor]
@@ -242,12 +249,12 @@ class Trainer:
         for m in range(self.members):
             if not was_active[m]:
                 continue
-            finite = all(math.isfinite(float(t[m])) for t in (train_loss, val_loss))
-            if not finite:
+            checked = (train_loss, val_loss) if self.validation is not None else (train_loss,)
+            if not all(math.isfinite(float(t[m])) for t in checked):
                 state.diverged_at[m] = epoch
                 diverged[m] = True
                 continue
-            value = self.sign * float(values[m])
+            value = self.sign * float(values[m]) if self.validation is not None else -float(epoch)
             improved[m] = value < state.best_value[m] - es.min_delta
             if improved[m]:
                 state.best_value[m], state.best_epoch[m], state.wait[m] = value, epoch, 0

@@ -17,26 +17,36 @@ def _targets(y: torch.Tensor, members: int) -> torch.Tensor:
     return y.unsqueeze(0).expand(members, *y.shape) if y.dim() == 1 else y
 
 
-def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Mean loss per member: out [M, B, K], y [B] (shared) or [M, B] -> [M]."""
+def sample_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Loss of every member on every sample: out [M, B, K], y [B] (shared) or [M, B] -> [M, B]."""
     m, b = out.shape[:2]
     y = _targets(y, m)
     if task == "classification":
-        flat = F.cross_entropy(out.reshape(m * b, -1), y.reshape(-1), reduction="none")
-        return flat.view(m, b).mean(1)
-    return 0.5 * (out.squeeze(-1) - y).square().mean(1)
+        return F.cross_entropy(out.reshape(m * b, -1), y.reshape(-1), reduction="none").view(m, b)
+    return 0.5 * (out.squeeze(-1) - y).square()
+
+
+def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Mean loss per member: out [M, B, K], y [B] (shared) or [M, B] -> [M]."""
+    return sample_losses(out, y, task).mean(1)
+
+
+@torch.no_grad()
+def sample_scores(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Per member and sample: 1 for a correct prediction (classification) or the squared error (regression)."""
+    y = _targets(y, out.shape[0])
+    if task == "classification":
+        return out.argmax(-1) == y
+    return (out.squeeze(-1) - y).square()
 
 
 @torch.no_grad()
 def member_score_sum(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """Per member: number of correct predictions (classification) or sum of squared errors (regression)."""
-    y = _targets(y, out.shape[0])
-    if task == "classification":
-        return (out.argmax(-1) == y).sum(1)
-    return (out.squeeze(-1) - y).square().sum(1)
+    return sample_scores(out, y, task).sum(1)
 
 
-def finish_metric(score_sum: torch.Tensor, count: int, task: str, *, target_std: float = 1.0) -> torch.Tensor:
+def finish_metric(score_sum: torch.Tensor, count, task: str, *, target_std=1.0) -> torch.Tensor:
     """Accuracy from correct counts, or RMSE (in the target's own units) from squared-error sums."""
     mean = score_sum.to(torch.float64) / count
     return mean if task == "classification" else torch.sqrt(mean) * target_std
@@ -44,21 +54,39 @@ def finish_metric(score_sum: torch.Tensor, count: int, task: str, *, target_std:
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *, target_std: float = 1.0, batch_size: int = 8192
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    *,
+    target_std=1.0,
+    weight: torch.Tensor | None = None,
+    batch_size: int = 8192,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss [M] and metric [M] of every member on (X, y), in evaluation mode (no dropout, running BN statistics)."""
+    """Loss [M] and metric [M] of every member in evaluation mode (no dropout, running BN statistics).
+
+    X [N, F] and y [N] are shared by all members; X [M, N, F], y [M, N] give each member its own rows,
+    with `weight` [M, N] (1 = a row, 0 = padding) when their counts differ.
+    """
     was_training = model.training
     model.eval()
-    loss_sum, score_sum = None, None
-    for start in range(0, len(X), batch_size):
-        xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+    per_member = X.dim() == 3 and y.dim() == 2
+    n = X.shape[1] if per_member else X.shape[0]
+    loss_sum = score_sum = count = None
+    for start in range(0, n, batch_size):
+        part = slice(start, start + batch_size)
+        xb, yb = (X[:, part], y[:, part]) if per_member else (X[part], y[part])
         out = model(xb)
-        part = member_loss(out, yb, task).to(torch.float64) * len(xb)
-        score = member_score_sum(out, yb, task).to(torch.float64)
-        loss_sum = part if loss_sum is None else loss_sum + part
-        score_sum = score if score_sum is None else score_sum + score
+        losses = sample_losses(out, yb, task).to(torch.float64)
+        scores = sample_scores(out, yb, task).to(torch.float64)
+        w = weight[:, part].to(torch.float64) if weight is not None else torch.ones_like(losses)
+        sums = ((losses * w).sum(1), (scores * w).sum(1), w.sum(1))
+        if loss_sum is None:
+            loss_sum, score_sum, count = sums
+        else:
+            loss_sum, score_sum, count = loss_sum + sums[0], score_sum + sums[1], count + sums[2]
     model.train(was_training)
     if loss_sum is None:
         nan = torch.full((getattr(model, "members", 1),), float("nan"), dtype=torch.float64)
         return nan, nan
-    return loss_sum / len(X), finish_metric(score_sum, len(X), task, target_std=target_std)
+    return loss_sum / count, finish_metric(score_sum, count, task, target_std=target_std)
