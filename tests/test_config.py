@@ -61,7 +61,7 @@ def test_yaml_exponents_without_a_dot_are_numbers():
     [
         ({"model": {"activation": "relu6"}}, r"unknown model\.activation 'relu6'; did you mean 'relu'\?.*valid: sigmoid"),
         ({"train": {"optimizer": "adamax"}}, r"unknown train\.optimizer 'adamax'.*valid: sgd, rmsprop, adam, adamw"),
-        ({"model": {"norm": "group"}}, r"unknown model\.norm 'group'"),
+        ({"model": {"norm": "batchnorm"}}, r"unknown model\.norm 'batchnorm'"),
         ({"model": {"init": "zeros"}}, r"symmetry|same gradient"),
         ({"model": {"kind": "transformer"}}, r"unknown model\.kind 'transformer'"),
     ],

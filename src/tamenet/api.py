@@ -19,7 +19,7 @@ from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
 from .track import RunDir, atomic_torch_save, plot_curves
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
-from .train.hyper import member_hyper
+from .train.hyper import member_table
 from .train.member_data import MemberData
 from .versioning import code_version
 
@@ -85,13 +85,6 @@ class RunWriter:
         atomic_torch_save(self.run.path / "last.pt", {"recipe": to_dict(trainer.recipe), "trainer": resume})
 
 
-def _member_hyper_table(recipe: Recipe) -> list[dict[str, float]]:
-    hyper = member_hyper(recipe)
-    varying = [k for k, v in hyper.items() if len(set(v.tolist())) > 1]
-    seeds = member_seeds(recipe)
-    return [{"seed": seeds[m], **{k: float(hyper[k][m]) for k in varying}} for m in range(len(seeds))]
-
-
 def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time: float) -> dict[str, Any]:
     """Final train / validation / test figures of every member, evaluated without dropout or noise."""
     task, metric = data.task, TASK_METRIC[data.task]
@@ -100,7 +93,7 @@ def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time:
     if len(data.X_test):
         splits["test"] = (data.X_test, data.y_test)  # the test split is touched here only, once
     scores = {name: evaluate(trainer.model, X, y, task, target_std=std) for name, (X, y) in splits.items()}
-    hyper_rows = _member_hyper_table(trainer.recipe)
+    hyper_rows = member_table(trainer.recipe)
     members = []
     for m in range(trainer.members):
         entry: dict[str, Any] = {"member": m, **hyper_rows[m]}

@@ -1,6 +1,8 @@
 """The command line: a thin layer where every command is one library call.
 
     tamenet train [RECIPE.yaml] [--set key=value ...] [--out DIR] [--resume DIR]
+    tamenet cv [RECIPE.yaml] [--scheme kfold|stratified|repeated|bootstrap|lpo|loo|holdout] [--folds K]
+    tamenet search [RECIPE.yaml] --grid KEY=VALUES ... [--folds K] [--scheme ...]
     tamenet evaluate RUN_DIR
     tamenet predict RUN_DIR --input FILE.csv [--output OUT.csv] [--member K]
     tamenet datasets
@@ -22,6 +24,8 @@ import numpy as np
 import yaml
 
 from .config import RecipeError
+from .select.cv import STOP_SHARE
+from .select.splits import MAX_SPLITS, SCHEMES
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
 USER_ERRORS = (RecipeError, ValueError, TypeError, FileNotFoundError, KeyError, yaml.YAMLError)
@@ -39,6 +43,25 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory to write (default runs/<name>-<time>)")
     train.add_argument("--resume", help="continue the run in this directory from its last checkpoint")
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+
+    for name, text in (("cv", "cross-validate a recipe, all folds trained as one population"),
+                       ("search", "grid search with cross-validation; the best candidate refit and tested once")):
+        sel = sub.add_parser(name, help=text)
+        sel.add_argument("recipe", nargs="?", help="a YAML recipe file (default: the default job)")
+        if name == "search":
+            sel.add_argument("--grid", action="append", required=True, metavar="KEY=VALUES",
+                             help="values: 0,0.2,0.5 or a log range 1e-6:1e6:13 or a YAML list (repeatable)")
+            sel.add_argument("--no-refit", action="store_true", help="skip refitting the best candidate")
+        sel.add_argument("--scheme", default="kfold", choices=list(SCHEMES),
+                         help="validation scheme (default kfold; stratified keeps class shares)")
+        sel.add_argument("--folds", type=int, default=10, help="folds, or splits for repeated/bootstrap (default 10)")
+        sel.add_argument("--p", type=int, default=2, help="rows left out per split for lpo (default 2)")
+        sel.add_argument("--max-splits", type=int, default=MAX_SPLITS, help="refuse lpo/loo with more splits")
+        sel.add_argument("--stop-share", type=float, default=STOP_SHARE,
+                         help="share of each fold's training rows that decides early stopping (default 0.2)")
+        sel.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        sel.add_argument("--out", help="run directory to write (default runs/<name>-<command>-<time>)")
+        sel.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's model on its train/validation/test splits")
     evaluate.add_argument("run_dir")
@@ -58,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "datasets": cmd_datasets}
+    commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
+                "predict": cmd_predict, "datasets": cmd_datasets}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:
@@ -102,6 +126,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     if all(d is not None for d in diverged):
         print(f"tamenet train: {diverged_message(diverged)}", file=sys.stderr)
         return EXIT_DIVERGED
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .recipes import load_recipe
+    from .select import cross_validate, search
+    from .track import format_table
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    out = Path(args.out) if args.out else _default_out(f"{recipe.name or 'run'}-{args.command}")
+    options = dict(scheme=args.scheme, folds=args.folds, p=args.p, max_splits=args.max_splits,
+                   stop_share=args.stop_share, out=out)
+    if args.command == "cv":
+        result = cross_validate(recipe, **options)
+    else:
+        result = search(recipe, grid=args.grid, refit=not args.no_refit, **options)
+    metric = result["metric"]
+    keys = list(result["grid"]) if args.command == "search" else []
+    header = ["candidate", *keys, f"train {metric}", f"cv {metric} mean", "std"]
+    rows = [[row["candidate"], *[row[k] for k in keys], row[f"train_{metric}_mean"], row[f"cv_{metric}_mean"],
+             row[f"cv_{metric}_std"]] for row in result["candidates"]]
+    title = f"{result['dataset']}: {result['scheme']}, {result['folds']} folds, {result['members']} members"
+    print(format_table(header, rows, title=title))
+    if args.command == "search":
+        best = result["best"]
+        print(f"best: candidate {best['candidate']} ({', '.join(f'{k}={best[k]}' for k in keys)}), "
+              f"cv {metric} {best[f'cv_{metric}_mean']:.4f} +- {best[f'cv_{metric}_std']:.4f}")
+        if "refit" in result and result["refit"].get("test"):
+            print(f"refit on all training rows: test {metric} {result['refit']['test'][metric]:.4f}")
+    print(f"wall time {result['wall_time_s']:.1f} s; run directory: {result['run_dir']}")
     return 0
 
 

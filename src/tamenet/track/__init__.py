@@ -7,7 +7,7 @@ from tamenet.track.atomic import (
     atomic_write_text,
     to_jsonable,
 )
-from tamenet.track.plots import plot_curves
+from tamenet.track.plots import plot_curves, save_figure
 from tamenet.track.rundir import END_STATES, RunDir, RunDirExistsError, read_metrics, read_status
 from tamenet.track.tables import format_cell, format_table
 
@@ -22,6 +22,7 @@ __all__ = [
     "format_cell",
     "format_table",
     "plot_curves",
+    "save_figure",
     "read_metrics",
     "read_status",
     "to_jsonable",

@@ -179,6 +179,11 @@ def plot_curves(
             labels.append(f"+ {hidden} more")
         figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
 
+    save_figure(figure, path)
+
+
+def save_figure(figure: Figure, path: Path | str) -> None:
+    """Render a figure to PNG in memory, write it atomically and free it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     figure.clear()

@@ -54,3 +54,11 @@ def member_seeds(recipe: Recipe) -> list[int]:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise RecipeError(f"seed: expected a non-negative integer or a list of them, got {s!r}")
     return [int(s) for s in seeds]
+
+
+def member_table(recipe: Recipe) -> list[dict[str, float]]:
+    """One row per member: its seed and every hyper-parameter that differs between members."""
+    hyper = member_hyper(recipe)
+    varying = [k for k, v in hyper.items() if len(set(v.tolist())) > 1]
+    seeds = member_seeds(recipe)
+    return [{"seed": seeds[m], **{k: float(hyper[k][m]) for k in varying}} for m in range(len(seeds))]

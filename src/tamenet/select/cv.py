@@ -1,0 +1,225 @@
+"""Cross-validation as one population (B2, X1): every (candidate, fold) pair is a member.
+
+Nothing leaks from the rows a fold scores: the scaler is fitted on the fold's training rows only,
+and early stopping watches a stopping set carved from the fold's training rows, never the scored
+rows. The test split of the recipe is set aside before any fold is drawn and is not touched here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ..config import Recipe, RecipeError, parse, per_member_values, population_size, to_dict
+from ..data import Dataset, Standardizer, load_dataset, split_indices
+from ..models import build_model
+from ..recipes import check_recipe
+from ..train import TASK_METRIC, EpochRecord, Trainer, evaluate, member_seeds
+from ..train.hyper import member_table
+from ..train.member_data import MemberData
+from .splits import Fold
+
+STOP_SHARE = 0.2
+"""Share of each fold's training rows held out to decide early stopping (never the scored rows)."""
+
+
+@dataclass
+class Pool:
+    """The rows cross-validation may use: everything but the recipe's test split, raw (unscaled)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    task: str
+    n_outputs: int
+    name: str
+    test_rows: int
+
+
+def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
+    """Load the recipe's data and set its test split aside; the rest is the pool that folds split."""
+    from ..data import dataset_from_arrays
+
+    cfg = recipe.data
+    data: Dataset = load_dataset(cfg) if X is None else dataset_from_arrays(X, y, task=cfg.task, name="arrays")
+    train, val, test = split_indices(
+        data.y, data.task, val=cfg.val, test=cfg.test, seed=cfg.seed, stratify=cfg.stratify, classes=data.classes
+    )
+    rows = np.sort(np.concatenate([train, val]))
+    n_out = len(data.classes) if data.task == "classification" else 1
+    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test))
+
+
+def expand_members(recipe: Recipe, repeat: int) -> Recipe:
+    """The recipe with every per-member list repeated `repeat` times element-wise: [a, b] -> [a, a, b, b].
+
+    Member c * repeat + f is candidate c on fold f.
+    """
+    raw = to_dict(recipe)
+    candidates = population_size(recipe)
+    for path, value in per_member_values(recipe).items():
+        if isinstance(value, list) and len(value) == candidates and path != "seed":
+            _set_path(raw, path, [v for v in value for _ in range(repeat)])
+    raw["seed"] = [s for s in member_seeds(recipe) for _ in range(repeat)]  # M = candidates x repeat
+    return check_recipe(parse(Recipe, raw))
+
+
+def _set_path(raw: dict, path: str, value: Any) -> None:
+    parts = path.replace("[", ".").replace("]", "").split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node[part]
+    last = parts[-1]
+    if last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if share <= 0:
+        return train, train[:0]
+    n_stop = max(1, int(round(share * len(train))))
+    labels = y[train] if task == "classification" else None
+    try:
+        fit_rows, stop_rows = train_test_split(train, test_size=n_stop, random_state=seed, stratify=labels)
+    except ValueError:  # a class too small to stratify this split: fall back to a plain random split
+        fit_rows, stop_rows = train_test_split(train, test_size=n_stop, random_state=seed)
+    return np.sort(fit_rows), np.sort(stop_rows)
+
+
+@dataclass
+class FoldRows:
+    """MemberData for training (train rows and stopping set) and the scored rows of every member."""
+
+    data: MemberData
+    scored: torch.Tensor  # [M, S] rows, padded
+    scored_weight: torch.Tensor  # [M, S]
+    fit_sizes: list[int]
+    stop_sizes: list[int]
+    scored_sizes: list[int]
+
+
+def fold_rows(
+    pool: Pool, folds: list[Fold], *, candidates: int, standardize: bool, stop_share: float, seed: int
+) -> FoldRows:
+    """Per-fold scaled copies of the pool and the rows of member c * K + f (candidate c, fold f)."""
+    k = len(folds)
+    xs, ys, stds, fits, stops = [], [], [], [], []
+    for f, (train, _) in enumerate(folds):
+        scaler = Standardizer.fit(pool.X[train]) if standardize else None
+        xs.append(pool.X if scaler is None else scaler.transform(pool.X))
+        if pool.task == "regression":
+            target = Standardizer.fit(pool.y[train]) if standardize else None
+            ys.append(pool.y if target is None else target.transform(pool.y))
+            stds.append(float(np.asarray(target.std).reshape(-1)[0]) if target is not None else 1.0)
+        else:
+            ys.append(pool.y)
+            stds.append(1.0)
+        fit_rows, stop_rows = _stop_split(train, pool.y, pool.task, stop_share, seed)
+        fits.append(fit_rows)
+        stops.append(stop_rows)
+    if len({len(r) for r in fits}) != 1:
+        raise ValueError(f"every fold must train on the same number of rows, got {sorted({len(r) for r in fits})}")
+    y_dtype = torch.int64 if pool.task == "classification" else torch.float32
+    members = candidates * k
+    fold_of = torch.tensor([m % k for m in range(members)])
+    stop, stop_w = _padded([stops[f] for f in fold_of.tolist()])
+    scored, scored_w = _padded([folds[f][1] for f in fold_of.tolist()])
+    data = MemberData(
+        task=pool.task,
+        X=torch.from_numpy(np.stack(xs).astype(np.float32)),
+        y=torch.from_numpy(np.stack(ys)).to(y_dtype),
+        fold=fold_of,
+        train=torch.from_numpy(np.stack([fits[f] for f in fold_of.tolist()])),
+        val=stop,
+        val_weight=stop_w,
+        target_std=torch.tensor([stds[f] for f in fold_of.tolist()], dtype=torch.float64),
+    )
+    return FoldRows(data, scored, scored_w, [len(r) for r in fits], [len(r) for r in stops],
+                    [len(s) for _, s in folds])
+
+
+def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    index = torch.zeros(len(rows), width, dtype=torch.long)
+    weight = torch.zeros(len(rows), width)
+    for m, r in enumerate(rows):
+        index[m, : len(r)] = torch.from_numpy(np.asarray(r, dtype=np.int64))
+        weight[m, : len(r)] = 1.0
+    return index, weight
+
+
+@dataclass
+class CVRun:
+    """A trained cross-validation population and its per-member scores."""
+
+    trainer: Trainer
+    rows: FoldRows
+    folds: list[Fold]
+    candidates: int
+    scores: dict[str, dict[str, list[float]]]  # split ("fit", "scored") -> {"loss": [M], metric: [M]}
+    wall_time: float
+
+
+def run_cv(
+    recipe: Recipe,
+    pool: Pool,
+    folds: list[Fold],
+    *,
+    stop_share: float = STOP_SHARE,
+    callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
+) -> CVRun:
+    """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once."""
+    started = time.perf_counter()
+    candidates = population_size(recipe)
+    es = recipe.train.early_stopping
+    needs_stop = es.patience is not None or es.restore_best
+    rows = fold_rows(
+        pool, folds, candidates=candidates, standardize=recipe.data.standardize,
+        stop_share=stop_share if needs_stop else 0.0, seed=recipe.data.seed,
+    )
+    if needs_stop and not rows.data.has_val:
+        raise RecipeError("early stopping needs a stopping set: use a stop share > 0")
+    expanded = expand_members(recipe, len(folds))
+    seeds = member_seeds(expanded)
+    torch.manual_seed(seeds[0])
+    model = build_model(expanded.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds)
+    trainer = Trainer(model, rows.data, expanded, callbacks=callbacks)
+    trainer.run()
+    data = rows.data
+    copy = data.fold.unsqueeze(1)
+    metric = TASK_METRIC[pool.task]
+    scores = {}
+    for name, (index, weight) in {"fit": (data.train, None), "scored": (rows.scored, rows.scored_weight)}.items():
+        loss, value = evaluate(model, data.X[copy, index], data.y[copy, index], pool.task,
+                               target_std=data.target_std, weight=weight)
+        scores[name] = {"loss": loss.tolist(), metric: value.tolist()}
+    return CVRun(trainer, rows, folds, candidates, scores, time.perf_counter() - started)
+
+
+def candidate_table(run: CVRun) -> list[dict[str, Any]]:
+    """Per candidate: its numbers, scored loss and metric per fold, mean and standard deviation over folds."""
+    k = len(run.folds)
+    metric = TASK_METRIC[run.rows.data.task]
+    hyper = member_table(run.trainer.recipe)
+    out = []
+    for c in range(run.candidates):
+        members = range(c * k, (c + 1) * k)
+        entry: dict[str, Any] = {"candidate": c, **{key: v for key, v in hyper[c * k].items()}}
+        for split in ("fit", "scored"):
+            for quantity in ("loss", metric):
+                values = np.array([run.scores[split][quantity][m] for m in members])
+                label = "train" if split == "fit" else "cv"
+                entry[f"{label}_{quantity}_mean"] = float(values.mean())
+                entry[f"{label}_{quantity}_std"] = float(values.std(ddof=1)) if k > 1 else 0.0
+                if split == "scored":
+                    entry[f"cv_{quantity}_folds"] = values.tolist()
+        entry["best_epochs"] = [run.trainer.state.best_epoch[m] for m in members]
+        entry["diverged_folds"] = [m - c * k for m in members if run.trainer.state.diverged_at[m] is not None]
+        out.append(entry)
+    return out

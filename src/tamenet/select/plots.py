@@ -1,0 +1,75 @@
+"""Pictures of model selection: per-fold scores, and the regularization path (score against lambda)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..track import save_figure
+
+MAX_LABELLED = 30
+
+
+def plot_cv(result: dict[str, Any], path: Path) -> None:
+    """Each candidate's scored metric per fold (dots) with its mean +- standard deviation (bar)."""
+    metric, rows = result["metric"], result["candidates"]
+    figure = Figure(figsize=(max(5.0, 0.5 * len(rows) + 3), 4), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for c, row in enumerate(rows):
+        folds = row[f"cv_{metric}_folds"]
+        axes.scatter([c] * len(folds), folds, s=12, alpha=0.5, color="tab:blue")
+        axes.errorbar([c], [row[f"cv_{metric}_mean"]], yerr=[row[f"cv_{metric}_std"]], fmt="o", color="black",
+                      capsize=4)
+        axes.scatter([c], [row[f"train_{metric}_mean"]], marker="x", color="tab:orange",
+                     label="train (mean)" if c == 0 else None)
+    labels = [_label(row) for row in rows]
+    axes.set_xticks(range(len(rows)), labels if len(rows) <= MAX_LABELLED else None, rotation=45, ha="right")
+    axes.set_ylabel(f"{metric} on the scored rows")
+    axes.set_title(f"{result['dataset']}: {result['scheme']}, {result['folds']} folds (mean +- std)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    save_figure(figure, path)
+
+
+def _label(row: dict[str, Any]) -> str:
+    keys = [k for k in row if k not in {"candidate", "population"} and not k.startswith(("cv_", "train_"))
+            and k not in {"best_epochs", "diverged_folds"}]
+    return ", ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys) or "recipe"
+
+
+def plot_path(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> None:
+    """Train and cross-validated scores against one numeric hyper-parameter (log axis when it spans decades)."""
+    values = np.array([row[key] for row in rows], dtype=float)
+    order = np.argsort(values)
+    values = values[order]
+    positive = values[values > 0]
+    log = len(positive) > 0 and positive.max() / positive.min() >= 100
+    x = values.copy()
+    if log and (values <= 0).any():  # zero has no place on a log axis: draw it one decade below the smallest
+        x[values <= 0] = positive.min() / 10
+    figure = Figure(figsize=(6.5, 4.2), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for prefix, colour, label in (("train", "tab:orange", "train"), ("cv", "tab:blue", "cross-validated")):
+        mean = np.array([rows[i][f"{prefix}_{metric}_mean"] for i in order])
+        std = np.array([rows[i][f"{prefix}_{metric}_std"] for i in order])
+        axes.plot(x, mean, marker="o", color=colour, label=label)
+        axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
+    best = int(np.nanargmax([rows[i][f"cv_{metric}_mean"] * (1 if metric == "accuracy" else -1) for i in order]))
+    axes.axvline(x[best], color="black", linestyle=":", label=f"best {key} = {values[best]:.3g}")
+    if log:
+        axes.set_xscale("log")
+    axes.set_xlabel(key + (" (0 drawn a decade below the smallest)" if log and (values <= 0).any() else ""))
+    axes.set_ylabel(metric)
+    axes.set_title(f"regularization path: {metric} against {key}")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+__all__ = ["plot_cv", "plot_path"]

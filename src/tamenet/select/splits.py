@@ -1,0 +1,122 @@
+"""Validation schemes (B1, B2) as pure functions: rows of a pool -> [(train rows, scored rows), ...].
+
+scikit-learn's splitters draw the folds. Every scheme returns training sets of one size, so the
+folds train side by side as members of one population with dense batches: k-fold keeps
+floor(N / k) scored rows in every fold (the N mod k leftover rows always train and are never
+scored, at most k - 1 of them), and the bootstrap's out-of-bag scored sets may differ in size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.model_selection import KFold, LeavePOut, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+
+from ..registry import lookup
+
+Fold = tuple[np.ndarray, np.ndarray]
+MAX_SPLITS = 1000
+"""Leave-p-out refuses more splits than this by default: each split is one more model to train."""
+
+
+def _balanced(folds: list[Fold], n: int) -> list[Fold]:
+    """Trim every scored set to the smallest one's size (trimmed rows train in that fold)."""
+    size = min(len(scored) for _, scored in folds)
+    out = []
+    for _, scored in folds:
+        keep = np.sort(scored[:size])
+        train = np.setdiff1d(np.arange(n), keep)
+        out.append((train, keep))
+    return out
+
+
+def kfold(y: np.ndarray, *, k: int = 10, seed: int = 0, stratify: bool = False) -> list[Fold]:
+    """K-fold cross-validation (default k = 10); stratified keeps each fold's class shares."""
+    n = len(y)
+    if not 2 <= k <= n:
+        raise ValueError(f"k-fold: expected 2 <= k <= {n} (the number of rows), got k = {k}")
+    if stratify:
+        counts = np.bincount(y) if y.dtype.kind in "iu" else np.unique(y, return_counts=True)[1]
+        if counts.min() < k:
+            raise ValueError(
+                f"stratified k-fold: every class needs at least k = {k} rows, the smallest has {counts.min()}"
+            )
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        folds = [(tr, te) for tr, te in splitter.split(np.zeros(n), y)]
+    else:
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
+        folds = [(tr, te) for tr, te in splitter.split(np.zeros(n))]
+    return _balanced(folds, n)
+
+
+def repeated(
+    y: np.ndarray, *, splits: int = 10, val: float = 0.3, seed: int = 0, stratify: bool = False, replace: bool = False
+) -> list[Fold]:
+    """Monte-Carlo cross-validation: `splits` random splits with a share `val` scored.
+
+    With `replace`, each split is a bootstrap sample of N rows (with repeats) scored out of bag.
+    """
+    n = len(y)
+    if splits < 1:
+        raise ValueError(f"repeated splits: expected at least 1 split, got {splits}")
+    if replace:
+        rng = np.random.default_rng(seed)
+        folds = []
+        for _ in range(splits):
+            train = np.sort(rng.integers(0, n, size=n))
+            scored = np.setdiff1d(np.arange(n), train)
+            folds.append((train, scored))
+        return folds
+    if not 0.0 < val < 1.0:
+        raise ValueError(f"repeated splits: expected a scored share 0 < val < 1, got {val}")
+    cls = StratifiedShuffleSplit if stratify else ShuffleSplit
+    splitter = cls(n_splits=splits, test_size=val, random_state=seed)
+    return [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(np.zeros(n), y if stratify else None)]
+
+
+def leave_p_out(y: np.ndarray, *, p: int = 1, max_splits: int = MAX_SPLITS) -> list[Fold]:
+    """Every subset of p rows scored once: C(N, p) splits (leave-one-out: p = 1, N splits)."""
+    n = len(y)
+    if not 1 <= p < n:
+        raise ValueError(f"leave-p-out: expected 1 <= p < {n}, got p = {p}")
+    count = math.comb(n, p)
+    if count > max_splits:
+        raise ValueError(
+            f"leave-{p}-out on {n} rows needs C({n}, {p}) = {count:,} models, more than the limit of {max_splits:,}; "
+            f"use repeated random splits (--scheme repeated) or raise the limit (--max-splits)"
+        )
+    return [(tr, te) for tr, te in LeavePOut(p).split(np.zeros(n))]
+
+
+def holdout(y: np.ndarray, *, val: float = 0.3, seed: int = 0, stratify: bool = False) -> list[Fold]:
+    """One random split with a share `val` scored."""
+    return repeated(y, splits=1, val=val, seed=seed, stratify=stratify)
+
+
+SCHEMES = {
+    "kfold": lambda y, o: kfold(y, k=o["folds"], seed=o["seed"]),
+    "stratified": lambda y, o: kfold(y, k=o["folds"], seed=o["seed"], stratify=True),
+    "repeated": lambda y, o: repeated(y, splits=o["folds"], val=o["val"], seed=o["seed"], stratify=o["stratify"]),
+    "bootstrap": lambda y, o: repeated(y, splits=o["folds"], seed=o["seed"], replace=True),
+    "lpo": lambda y, o: leave_p_out(y, p=o["p"], max_splits=o["max_splits"]),
+    "loo": lambda y, o: leave_p_out(y, p=1, max_splits=o["max_splits"]),
+    "holdout": lambda y, o: holdout(y, val=o["val"], seed=o["seed"], stratify=o["stratify"]),
+}
+"""Scheme name -> folds(y, options with folds, seed, val, stratify, p, max_splits)."""
+
+
+def make_folds(
+    scheme: str,
+    y: np.ndarray,
+    *,
+    folds: int = 10,
+    seed: int = 0,
+    val: float = 0.3,
+    stratify: bool = False,
+    p: int = 2,
+    max_splits: int = MAX_SPLITS,
+) -> list[Fold]:
+    """The folds of a named scheme over the rows of `y`."""
+    options = {"folds": folds, "seed": seed, "val": val, "stratify": stratify, "p": p, "max_splits": max_splits}
+    return lookup(SCHEMES, scheme, "validation scheme")(np.asarray(y), options)
