@@ -181,7 +181,8 @@ def fit(
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
     rows = MemberData.from_split(data, model.members)
-    trainer = Trainer(model, rows, recipe, callbacks=[*([writer] if writer else []), *(callbacks or [])])
+    trainer = Trainer(model, rows, recipe, callbacks=[*([writer] if writer else []), *(callbacks or [])],
+                      keep_resume_state=run is not None)
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
         run.rows = [r for r in trainer.history]

@@ -43,6 +43,32 @@ def l1_penalty(targets: list[tuple[ParamRole, float]], strength: torch.Tensor) -
 
 
 @torch.no_grad()
+def add_penalty_gradients_(
+    targets: list[tuple[ParamRole, float]],
+    *,
+    l2: torch.Tensor | None = None,
+    l1: torch.Tensor | None = None,
+    form: str = "half",
+) -> None:
+    """Add the penalties' gradients straight to `.grad`: `l2 * w` (`2 l2 w` for form='full') and `l1 * sign(w)`.
+
+    The same gradients as putting `l2_penalty` / `l1_penalty` in the loss, without building their
+    autograd graph: one fused op per tensor instead of a square, a sum and their backward.
+    """
+    factor = 1.0 if form == "half" else 2.0
+    for role, scale in targets:
+        p, g = role.per_member(role.param.data), role.param.grad
+        if g is None:
+            continue
+        g = role.per_member(g)
+        shape = (-1, *([1] * (p.dim() - 1)))
+        if l2 is not None:
+            g.addcmul_(p, (l2 * (scale * factor)).to(p.dtype).view(shape))
+        if l1 is not None:
+            g.addcmul_(torch.sign(p), (l1 * scale).to(p.dtype).view(shape))
+
+
+@torch.no_grad()
 def l1_proximal_(targets: list[tuple[ParamRole, float]], threshold: torch.Tensor) -> None:
     """Soft thresholding after a gradient step: `w <- sign(w) * max(|w| - lr * lambda, 0)` (ISTA).
 

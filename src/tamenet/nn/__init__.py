@@ -2,8 +2,17 @@
 
 from .init import INITS, check_init, init_weight_
 from .layers import ACTIVATIONS, Dropout, Linear, dropout, make_activation
-from .norms import NORMS, BatchNorm, LayerNorm
+from .norms import NORMS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, SwitchNorm, default_groups
 from .random import MemberRandom, mix_seed
+from .weight_norms import (
+    SpectralNorm,
+    energy_rank,
+    minmax_weight,
+    spectral_norm_estimate,
+    spectral_normalize,
+    standardize_weight,
+    svd_denoise,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -11,12 +20,23 @@ __all__ = [
     "NORMS",
     "BatchNorm",
     "Dropout",
+    "GroupNorm",
+    "InstanceNorm",
     "LayerNorm",
     "Linear",
     "MemberRandom",
+    "SpectralNorm",
+    "SwitchNorm",
     "check_init",
+    "default_groups",
     "dropout",
+    "energy_rank",
     "init_weight_",
     "make_activation",
+    "minmax_weight",
     "mix_seed",
+    "spectral_norm_estimate",
+    "spectral_normalize",
+    "standardize_weight",
+    "svd_denoise",
 ]

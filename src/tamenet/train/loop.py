@@ -20,7 +20,7 @@ import torch
 from ..config import Recipe, RecipeError
 from ..models import Population
 from ..nn import MemberRandom, mix_seed
-from ..penalties import l1_penalty, l1_proximal_, l2_penalty, penalized
+from ..penalties import add_penalty_gradients_, l1_penalty, l1_proximal_, l2_penalty, penalized
 from ..transforms import CLIPPERS
 from .hyper import member_hyper
 from .losses import TASK_METRIC, evaluate, finish_metric, member_loss, member_score_sum
@@ -100,8 +100,10 @@ class Trainer:
         recipe: Recipe,
         *,
         callbacks: list[Callable[[EpochRecord, "Trainer"], None]] | None = None,
+        keep_resume_state: bool = False,
     ) -> None:
         self.model, self.data, self.recipe = model, data, recipe
+        self.keep_resume_state = keep_resume_state
         self.callbacks = list(callbacks or [])
         self.members = model.members
         self.hyper = member_hyper(recipe)
@@ -172,7 +174,6 @@ class Trainer:
         active = self.active().to(torch.float32)
         loss_sum = torch.zeros(self.members, dtype=torch.float64)
         score_sum = torch.zeros(self.members, dtype=torch.float64)
-        penalty_sum = torch.zeros(self.members, dtype=torch.float64)
         model.train()
         for b in range(steps):
             xb, yb = data.batch(order[..., b * self.batch_size : (b + 1) * self.batch_size])
@@ -184,14 +185,16 @@ class Trainer:
                 xb = xb + noise.view(-1, *([1] * (xb.dim() - 1))) * eps
             out = model(xb)
             loss = member_loss(out, yb, data.task)
-            total = loss
-            if use_l2:
-                total = total + l2_penalty(self.penalized, self.hyper["l2"], form=self.recipe.penalty.l2_form)
-            if use_l1 and not proximal:
-                total = total + l1_penalty(self.penalized, self.hyper["l1"])
             for r in self.roles:
                 r.param.grad = None
-            total.sum().backward()
+            loss.sum().backward()
+            if use_l2 or (use_l1 and not proximal):  # C1, C2: penalty gradients added directly
+                add_penalty_gradients_(
+                    self.penalized,
+                    l2=self.hyper["l2"] if use_l2 else None,
+                    l1=self.hyper["l1"] if use_l1 and not proximal else None,
+                    form=self.recipe.penalty.l2_form,
+                )
             if clip is not None:
                 grads = clip(self.roles, [r.param.grad for r in self.roles], self.hyper["clip"], tcfg.clip.eps)
                 for r, g in zip(self.roles, grads):
@@ -205,11 +208,19 @@ class Trainer:
             with torch.no_grad():  # accumulated on tensors: no host sync inside the epoch
                 loss_sum.add_(loss.detach(), alpha=yb.shape[-1])
                 score_sum.add_(member_score_sum(out.detach(), yb, data.task))
-                if total is not loss:
-                    penalty_sum.add_(total.detach() - loss.detach(), alpha=yb.shape[-1])
             self.state.step += 1
         self.last_lr = lr
-        return loss_sum / n, finish_metric(score_sum, n, data.task, target_std=self.target_std), penalty_sum / n
+        return loss_sum / n, finish_metric(score_sum, n, data.task, target_std=self.target_std), self._penalty()
+
+    @torch.no_grad()
+    def _penalty(self) -> torch.Tensor:
+        """The members' penalty at the end of the epoch (L2 and L1 at their strengths; reported, not trained on here)."""
+        total = torch.zeros(self.members, dtype=torch.float64)
+        if bool((self.hyper["l2"] > 0).any()):
+            total += l2_penalty(self.penalized, self.hyper["l2"], form=self.recipe.penalty.l2_form).double()
+        if bool((self.hyper["l1"] > 0).any()):
+            total += l1_penalty(self.penalized, self.hyper["l1"]).double()
+        return total
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> LoopState:
@@ -229,7 +240,8 @@ class Trainer:
         except KeyboardInterrupt:
             state.interrupted = True
         state.wall_time = time.perf_counter() - start
-        self.resume_state = self.state_dict()  # where training stood, before the best weights come back
+        if self.keep_resume_state:  # where training stood, before the best weights come back
+            self.resume_state = self.state_dict()
         if es.restore_best:
             self.restore_best()
         return state

@@ -61,7 +61,7 @@ def evaluate(
     *,
     target_std=1.0,
     weight: torch.Tensor | None = None,
-    batch_size: int = 8192,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss [M] and metric [M] of every member in evaluation mode (no dropout, running BN statistics).
 
@@ -70,6 +70,9 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
+    members = getattr(model, "members", 1)
+    # rows per chunk: about 2^21 activations per layer output keeps tensors small and cache-friendly
+    batch_size = batch_size or max(32, (1 << 21) // (members * max(X.shape[-1], 256)))
     per_member = X.dim() == 3 and y.dim() == 2
     n = X.shape[1] if per_member else X.shape[0]
     loss_sum = score_sum = count = None
