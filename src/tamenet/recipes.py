@@ -79,6 +79,11 @@ def check_recipe(recipe: Recipe) -> Recipe:
     lookup(MODELS, recipe.model.kind, "model.kind")
     lookup(ACTIVATIONS, recipe.model.activation, "model.activation")
     lookup(NORMS, recipe.model.norm, "model.norm")
+    if recipe.model.kind == "mlp" and recipe.model.norm == "instance":
+        raise RecipeError(
+            "model.norm: 'instance' normalizes over spatial positions, which an MLP's features do not have "
+            "(use batch, layer, group or switch)"
+        )
     lookup(OPTIMIZERS, recipe.train.optimizer, "train.optimizer")
     try:
         check_init(recipe.model.init)
