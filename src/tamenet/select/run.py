@@ -16,10 +16,17 @@ from .search import best_index, candidate_recipe, parse_grid, run_search
 from .splits import MAX_SPLITS, make_folds
 
 
-def _folds(recipe: Recipe, pool, *, scheme: str, folds: int, p: int, max_splits: int):
+def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
+    """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
+    recipe = load_recipe(source, overrides)
+    pool = make_pool(recipe)
     stratify = pool.task == "classification" and recipe.data.stratify
-    return make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
-                      stratify=stratify, p=p, max_splits=max_splits)
+    fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
+                           stratify=stratify, p=p, max_splits=max_splits)
+    run_dir = RunDir(out, tensorboard=False) if out is not None else None
+    if run_dir is not None:
+        run_dir.write_recipe(to_dict(recipe))
+    return recipe, pool, fold_list, run_dir
 
 
 def _sizes(run: CVRun, pool) -> dict[str, Any]:
@@ -52,12 +59,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Cross-validate the recipe (every per-member list a candidate) with all folds trained as one population."""
     started = time.perf_counter()
-    recipe = load_recipe(recipe, overrides)
-    pool = make_pool(recipe)
-    fold_list = _folds(recipe, pool, scheme=scheme, folds=folds, p=p, max_splits=max_splits)
-    run_dir = RunDir(out, tensorboard=False) if out is not None else None
-    if run_dir is not None:
-        run_dir.write_recipe(to_dict(recipe))
+    recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
+                                              max_splits=max_splits)
     writer = (lambda record, trainer: run_dir.log_epoch(record.rows)) if run_dir is not None else None
     try:
         run = run_cv(recipe, pool, fold_list, stop_share=stop_share, callbacks=[*([writer] if writer else []), *(callbacks or [])])
@@ -106,13 +109,9 @@ def search(
     from ..api import fit
 
     started = time.perf_counter()
-    recipe = load_recipe(recipe, overrides)
     axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
-    pool = make_pool(recipe)
-    fold_list = _folds(recipe, pool, scheme=scheme, folds=folds, p=p, max_splits=max_splits)
-    run_dir = RunDir(out, tensorboard=False) if out is not None else None
-    if run_dir is not None:
-        run_dir.write_recipe(to_dict(recipe))
+    recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
+                                              max_splits=max_splits)
     try:
         rows, runs = run_search(recipe, axes, pool, fold_list, stop_share=stop_share, callbacks=callbacks)
         metric = TASK_METRIC[pool.task]
