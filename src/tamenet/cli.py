@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         sel.add_argument("--max-splits", type=int, default=MAX_SPLITS, help="refuse lpo/loo with more splits")
         sel.add_argument("--stop-share", type=float, default=STOP_SHARE,
                          help="share of each fold's training rows that decides early stopping (default 0.2)")
+        sel.add_argument("--halving", type=int, nargs="?", const=3, metavar="ETA",
+                         help="successive halving: keep the best 1/ETA of the candidates at each rung (default ETA 3)")
         sel.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         sel.add_argument("--out", help="run directory to write (default runs/<name>-<command>-<time>)")
         sel.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -137,22 +139,27 @@ def cmd_select(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     out = Path(args.out) if args.out else _default_out(f"{recipe.name or 'run'}-{args.command}")
     options = dict(scheme=args.scheme, folds=args.folds, p=args.p, max_splits=args.max_splits,
-                   stop_share=args.stop_share, out=out)
+                   stop_share=args.stop_share, halving=args.halving, out=out)
     if args.command == "cv":
         result = cross_validate(recipe, **options)
     else:
         result = search(recipe, grid=args.grid, refit=not args.no_refit, **options)
     metric = result["metric"]
     keys = list(result["grid"]) if args.command == "search" else []
-    header = ["candidate", *keys, f"train {metric}", f"cv {metric} mean", "std"]
+    halved = bool(result.get("halving"))
+    header = ["candidate", *keys, f"train {metric}", f"cv {metric} mean", "std", *(["dropped at epoch"] if halved else [])]
     rows = [[row["candidate"], *[row[k] for k in keys], row[f"train_{metric}_mean"], row[f"cv_{metric}_mean"],
-             row[f"cv_{metric}_std"]] for row in result["candidates"]]
+             row[f"cv_{metric}_std"], *([row.get("dropped_at_epoch")] if halved else [])]
+            for row in result["candidates"]]
     title = f"{result['dataset']}: {result['scheme']}, {result['folds']} folds, {result['members']} members"
     print(format_table(header, rows, title=title))
     if args.command == "search":
         best = result["best"]
         print(f"best: candidate {best['candidate']} ({', '.join(f'{k}={best[k]}' for k in keys)}), "
               f"cv {metric} {best[f'cv_{metric}_mean']:.4f} +- {best[f'cv_{metric}_std']:.4f}")
+        for report in result.get("halving") or []:
+            print(f"successive halving: rungs at epochs {report['rungs']}, "
+                  f"{report['compute_saved']:.0%} of the member-epochs saved")
         if "refit" in result and result["refit"].get("test"):
             print(f"refit on all training rows: test {metric} {result['refit']['test'][metric]:.4f}")
     print(f"wall time {result['wall_time_s']:.1f} s; run directory: {result['run_dir']}")

@@ -51,6 +51,11 @@ class MemberRandom:
     def size(self) -> int:
         return len(self.seeds)
 
+    def keep_(self, members: list[int]) -> None:
+        """Keep only these members, in place (layers hold this object)."""
+        self.seeds = [self.seeds[m] for m in members]
+        self._seed_keys = self._seed_keys[torch.tensor(members, dtype=torch.long)]
+
     def select(self, members: list[int]) -> "MemberRandom":
         out = MemberRandom([self.seeds[m] for m in members])
         out.step = self.step

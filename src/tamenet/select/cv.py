@@ -7,6 +7,7 @@ rows. The test split of the recipe is set aside before any fold is drawn and is 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from ..recipes import check_recipe
 from ..train import TASK_METRIC, EpochRecord, Trainer, evaluate, member_seeds
 from ..train.hyper import member_table
 from ..train.member_data import MemberData
+from .halving import Halving, halving_rungs
 from .splits import Fold
 
 STOP_SHARE = 0.2
@@ -156,14 +158,52 @@ def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass
 class CVRun:
-    """A trained cross-validation population and its per-member scores."""
+    """A trained cross-validation population and its per-member results (indexed by the original member number)."""
 
     trainer: Trainer
     rows: FoldRows
     folds: list[Fold]
     candidates: int
     scores: dict[str, dict[str, list[float]]]  # split ("fit", "scored") -> {"loss": [M], metric: [M]}
+    best_epoch: list[int]
+    diverged_at: list[int | None]
+    dropped_at: list[int | None]  # the halving rung that removed the member, if any
+    halving: dict[str, Any] | None
     wall_time: float
+
+
+class _Scores:
+    """Per original member: fit and scored loss/metric, best epoch, divergence; filled as members finish."""
+
+    def __init__(self, rows: FoldRows, members: int, metric: str) -> None:
+        self.rows, self.metric = rows, metric
+        self.values = {split: {q: [math.nan] * members for q in ("loss", metric)} for split in ("fit", "scored")}
+        self.best_epoch: list[int] = [0] * members
+        self.diverged_at: list[int | None] = [None] * members
+        self.dropped_at: list[int | None] = [None] * members
+
+    @torch.no_grad()
+    def record(self, trainer: Trainer, indices: list[int], *, restore: bool) -> None:
+        """Score these members (current indices) with their best weights when `restore`; the model is left as it was."""
+        saved = {k: v.clone() for k, v in trainer.model.state_dict().items()} if restore else None
+        if restore:
+            trainer.restore_best()
+        data, ids = trainer.data, [trainer.member_ids[i] for i in indices]
+        original = torch.tensor(trainer.member_ids)
+        copy = data.fold.unsqueeze(1)
+        splits = {"fit": (data.train.expand(trainer.members, -1), None),
+                  "scored": (self.rows.scored[original], self.rows.scored_weight[original])}
+        for name, (index, weight) in splits.items():
+            loss, value = evaluate(trainer.model, data.X[copy, index], data.y[copy, index], data.task,
+                                   target_std=data.target_std, weight=weight)
+            for i, member in zip(indices, ids):
+                self.values[name]["loss"][member] = float(loss[i])
+                self.values[name][self.metric][member] = float(value[i])
+        for i, member in zip(indices, ids):
+            self.best_epoch[member] = trainer.state.best_epoch[i]
+            self.diverged_at[member] = trainer.state.diverged_at[i]
+        if saved is not None:
+            trainer.model.load_state_dict(saved)
 
 
 def run_cv(
@@ -172,9 +212,13 @@ def run_cv(
     folds: list[Fold],
     *,
     stop_share: float = STOP_SHARE,
+    halving_eta: int | None = None,
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
 ) -> CVRun:
-    """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once."""
+    """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once.
+
+    With `halving_eta`, successive halving drops the worse candidates at rungs (see `halving.py`).
+    """
     started = time.perf_counter()
     candidates = population_size(recipe)
     es = recipe.train.early_stopping
@@ -189,17 +233,28 @@ def run_cv(
     seeds = member_seeds(expanded)
     torch.manual_seed(seeds[0])
     model = build_model(expanded.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds)
-    trainer = Trainer(model, rows.data, expanded, callbacks=callbacks)
-    trainer.run()
-    data = rows.data
-    copy = data.fold.unsqueeze(1)
-    metric = TASK_METRIC[pool.task]
-    scores = {}
-    for name, (index, weight) in {"fit": (data.train, None), "scored": (rows.scored, rows.scored_weight)}.items():
-        loss, value = evaluate(model, data.X[copy, index], data.y[copy, index], pool.task,
-                               target_std=data.target_std, weight=weight)
-        scores[name] = {"loss": loss.tolist(), metric: value.tolist()}
-    return CVRun(trainer, rows, folds, candidates, scores, time.perf_counter() - started)
+    members = model.members
+    results = _Scores(rows, members, TASK_METRIC[pool.task])
+    halving = None
+    if halving_eta is not None:
+        def on_drop(trainer: Trainer, indices: list[int]) -> None:
+            results.record(trainer, indices, restore=expanded.train.early_stopping.restore_best)
+            for i in indices:
+                results.dropped_at[trainer.member_ids[i]] = trainer.state.epoch
+
+        rungs = halving_rungs(expanded.train.epochs, candidates, halving_eta)
+        halving = Halving(rungs, len(folds), halving_eta, on_drop)
+    trainer = Trainer(model, rows.data, expanded, callbacks=[*(callbacks or []), *([halving] if halving else [])])
+    trainer.run()  # restores the best weights of the members still there
+    results.record(trainer, list(range(trainer.members)), restore=False)
+    report = None
+    if halving is not None:
+        full = members * trainer.state.epoch
+        report = {"eta": halving_eta, "rungs": halving.rungs, "steps": halving.dropped,
+                  "member_epochs": halving.member_epochs, "member_epochs_without_halving": full,
+                  "compute_saved": 1.0 - halving.member_epochs / full if full else 0.0}
+    return CVRun(trainer, rows, folds, candidates, results.values, results.best_epoch, results.diverged_at,
+                 results.dropped_at, report, time.perf_counter() - started)
 
 
 def candidate_table(run: CVRun) -> list[dict[str, Any]]:
@@ -219,7 +274,8 @@ def candidate_table(run: CVRun) -> list[dict[str, Any]]:
                 entry[f"{label}_{quantity}_std"] = float(values.std(ddof=1)) if k > 1 else 0.0
                 if split == "scored":
                     entry[f"cv_{quantity}_folds"] = values.tolist()
-        entry["best_epochs"] = [run.trainer.state.best_epoch[m] for m in members]
-        entry["diverged_folds"] = [m - c * k for m in members if run.trainer.state.diverged_at[m] is not None]
+        entry["best_epochs"] = [run.best_epoch[m] for m in members]
+        entry["diverged_folds"] = [m - c * k for m in members if run.diverged_at[m] is not None]
+        entry["dropped_at_epoch"] = run.dropped_at[c * k]
         out.append(entry)
     return out

@@ -37,11 +37,11 @@ def _sizes(run: CVRun, pool) -> dict[str, Any]:
 def _member_rows(run: CVRun, metric: str) -> list[dict]:
     k = len(run.folds)
     return [
-        {"member": m, "candidate": m // k, "fold": m % k, "best_epoch": run.trainer.state.best_epoch[m],
-         "diverged_at_epoch": run.trainer.state.diverged_at[m],
+        {"member": m, "candidate": m // k, "fold": m % k, "best_epoch": run.best_epoch[m],
+         "diverged_at_epoch": run.diverged_at[m], "dropped_at_epoch": run.dropped_at[m],
          "fit": {q: run.scores["fit"][q][m] for q in ("loss", metric)},
          "scored": {q: run.scores["scored"][q][m] for q in ("loss", metric)}}
-        for m in range(run.trainer.members)
+        for m in range(len(run.best_epoch))
     ]
 
 
@@ -53,6 +53,7 @@ def cross_validate(
     p: int = 2,
     max_splits: int = MAX_SPLITS,
     stop_share: float = STOP_SHARE,
+    halving: int | None = None,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     callbacks=None,
@@ -63,7 +64,7 @@ def cross_validate(
                                               max_splits=max_splits)
     writer = (lambda record, trainer: run_dir.log_epoch(record.rows)) if run_dir is not None else None
     try:
-        run = run_cv(recipe, pool, fold_list, stop_share=stop_share, callbacks=[*([writer] if writer else []), *(callbacks or [])])
+        run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, callbacks=[*([writer] if writer else []), *(callbacks or [])])
     except BaseException as err:
         if run_dir is not None:
             run_dir.finish("failed", message=f"{type(err).__name__}: {err}")
@@ -76,8 +77,9 @@ def cross_validate(
         "metric": metric,
         "dataset": pool.name,
         "sizes": _sizes(run, pool),
-        "members": run.trainer.members,
+        "members": len(run.best_epoch),
         "candidates": candidate_table(run),
+        "halving": run.halving,
         "per_member": _member_rows(run, metric),
         "interrupted": run.trainer.state.interrupted,
         "train_time_s": round(run.trainer.state.wall_time, 3),
@@ -100,6 +102,7 @@ def search(
     p: int = 2,
     max_splits: int = MAX_SPLITS,
     stop_share: float = STOP_SHARE,
+    halving: int | None = None,
     refit: bool = True,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
@@ -113,7 +116,8 @@ def search(
     recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     try:
-        rows, runs = run_search(recipe, axes, pool, fold_list, stop_share=stop_share, callbacks=callbacks)
+        rows, runs = run_search(recipe, axes, pool, fold_list, stop_share=stop_share, halving_eta=halving,
+                                callbacks=callbacks)
         metric = TASK_METRIC[pool.task]
         best = best_index(rows, metric)
         result: dict[str, Any] = {
@@ -125,7 +129,8 @@ def search(
             "grid": {k: list(v) for k, v in axes.items()},
             "sizes": _sizes(runs[0], pool),
             "populations": len(runs),
-            "members": sum(r.trainer.members for r in runs),
+            "members": sum(len(r.best_epoch) for r in runs),
+            "halving": [r.halving for r in runs] if halving else None,
             "cv_train_time_s": round(sum(r.trainer.state.wall_time for r in runs), 3),
             "candidates": rows,
             "best": rows[best],

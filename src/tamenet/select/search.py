@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,18 +27,35 @@ NUMERIC_KEYS = (
     "train.weight_decay", "train.input_noise", "train.clip.max", "model.dropout", "seed",
 )
 """Grid keys that become member axes of one population; any other key makes separate populations."""
-SCORE_PREFIXES = ("train_", "cv_", "best_epochs", "diverged_folds")
+SCORE_PREFIXES = ("train_", "cv_", "best_epochs", "diverged_folds", "dropped_at_epoch")
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads `1e-4` (no dot) as a string: numeric strings become floats, at any depth."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def parse_values(text: str) -> list[Any]:
     """`0,0.2,0.5` (a list), `1e-6:1e6:13` (13 values log-spaced from 1e-6 to 1e6) or a YAML list `[[64], [128, 128]]`."""
     text = text.strip()
     if text.startswith("["):
-        values = yaml.safe_load(text)
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError:
+            values = None
         if not isinstance(values, list) or not values:
             raise RecipeError(f"--grid: expected a non-empty YAML list of values, got {text!r}")
-        return values
+        return _numbers(values)
     parts = text.split(":")
+    if len(parts) not in (1, 3):  # YAML would read `1:2` as the base-60 integer 62
+        raise RecipeError(f"--grid: a log range is LOW:HIGH:COUNT (e.g. 1e-6:1e6:13), got {text!r}")
     if len(parts) == 3:
         try:
             low, high, count = float(parts[0]), float(parts[1]), int(parts[2])
@@ -46,7 +64,10 @@ def parse_values(text: str) -> list[Any]:
         if low <= 0 or high <= 0 or count < 2:
             raise RecipeError(f"--grid: a log range needs LOW > 0, HIGH > 0 and COUNT >= 2, got {text!r}")
         return [float(v) for v in np.logspace(math.log10(low), math.log10(high), count)]
-    values = [yaml.safe_load(v) for v in text.split(",") if v.strip()]
+    try:
+        values = [_numbers(yaml.safe_load(v)) for v in text.split(",") if v.strip()]
+    except yaml.YAMLError:
+        raise RecipeError(f"--grid: expected comma-separated values (e.g. 0,0.2,0.5), got {text!r}") from None
     if not values:
         raise RecipeError(f"--grid: expected values after '=', got {text!r}")
     return values
@@ -83,7 +104,8 @@ def split_grid(recipe: Recipe, grid: dict[str, list[Any]]) -> tuple[list[dict], 
 def _with_grid_values(recipe: Recipe, values: dict[str, Any]) -> Recipe:
     """The recipe with each grid key set; a `model.dropout` value applies to every hidden layer (input kept)."""
     raw = to_dict(recipe)
-    for key, value in values.items():
+    # dropout last: it takes its layer count from the widths, which may be a grid key too
+    for key, value in sorted(values.items(), key=lambda item: item[0] == "model.dropout"):
         if key == "model.dropout":
             current = recipe.model.dropout
             input_p = current[0] if isinstance(current, list) else 0.0
@@ -101,14 +123,20 @@ def population_recipe(recipe: Recipe, structure: dict, numbers: list[dict]) -> R
 
 
 def best_index(table: list[dict], metric: str) -> int:
-    """The candidate with the best mean cross-validated metric (ties: the first); diverged ones never win."""
+    """The candidate with the best mean cross-validated metric (ties: the first); diverged ones never win,
+    and after successive halving only the candidates that trained to the end compete."""
     sign = 1.0 if metric == "accuracy" else -1.0
-    scores = [sign * row[f"cv_{metric}_mean"] if math.isfinite(row[f"cv_{metric}_mean"]) else -math.inf for row in table]
+    scores = [
+        sign * row[f"cv_{metric}_mean"]
+        if math.isfinite(row[f"cv_{metric}_mean"]) and row.get("dropped_at_epoch") is None else -math.inf
+        for row in table
+    ]
     return int(np.argmax(scores))
 
 
 def run_search(
-    recipe: Recipe, grid: dict[str, list[Any]], pool: Pool, folds: list[Fold], *, stop_share: float, callbacks=None
+    recipe: Recipe, grid: dict[str, list[Any]], pool: Pool, folds: list[Fold], *, stop_share: float,
+    halving_eta: int | None = None, callbacks=None,
 ) -> tuple[list[dict], list[CVRun]]:
     """Every candidate's cross-validated scores: one population per structural combination."""
     structures, numbers = split_grid(recipe, grid)
@@ -116,7 +144,7 @@ def run_search(
     runs: list[CVRun] = []
     for structure in structures:
         population = population_recipe(recipe, structure, numbers)
-        run = run_cv(population, pool, folds, stop_share=stop_share, callbacks=callbacks)
+        run = run_cv(population, pool, folds, stop_share=stop_share, halving_eta=halving_eta, callbacks=callbacks)
         runs.append(run)
         for c, row in enumerate(candidate_table(run)):
             scores = {k: v for k, v in row.items() if k.startswith(SCORE_PREFIXES)}

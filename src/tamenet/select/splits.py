@@ -20,15 +20,31 @@ MAX_SPLITS = 1000
 """Leave-p-out refuses more splits than this by default: each split is one more model to train."""
 
 
-def _balanced(folds: list[Fold], n: int) -> list[Fold]:
-    """Trim every scored set to the smallest one's size (trimmed rows train in that fold)."""
+def _balanced(folds: list[Fold], n: int, y: np.ndarray | None = None) -> list[Fold]:
+    """Trim every scored set to the smallest one's size (trimmed rows train in that fold).
+
+    With labels `y` (stratified folds) the trimmed rows come from the classes furthest above their
+    exact share of the trimmed size, so every class keeps within one row of its share N_c / k (as in
+    scikit-learn's untrimmed folds); trimming the last rows regardless of class could take almost two.
+    """
     size = min(len(scored) for _, scored in folds)
     out = []
     for _, scored in folds:
-        keep = np.sort(scored[:size])
+        keep = np.sort(scored[:size] if y is None or len(scored) == size else _trim_by_class(scored, y, size))
         train = np.setdiff1d(np.arange(n), keep)
         out.append((train, keep))
     return out
+
+
+def _trim_by_class(scored: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
+    """`size` of the `scored` rows, dropping one row at a time from the class most above its share of `size`."""
+    classes, totals = np.unique(y, return_counts=True)
+    labels = y[scored]
+    counts = np.array([np.sum(labels == c) for c in classes])
+    exact = size * totals / len(y)
+    for _ in range(len(scored) - size):
+        counts[np.argmax(counts - exact)] -= 1
+    return np.concatenate([scored[labels == c][:count] for c, count in zip(classes, counts)])
 
 
 def kfold(y: np.ndarray, *, k: int = 10, seed: int = 0, stratify: bool = False) -> list[Fold]:
@@ -47,7 +63,7 @@ def kfold(y: np.ndarray, *, k: int = 10, seed: int = 0, stratify: bool = False) 
     else:
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
         folds = [(tr, te) for tr, te in splitter.split(np.zeros(n))]
-    return _balanced(folds, n)
+    return _balanced(folds, n, y if stratify else None)
 
 
 def repeated(

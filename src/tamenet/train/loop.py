@@ -129,6 +129,7 @@ class Trainer:
         )
         self.best_state = self._snapshot()
         self.history: list[dict] = []
+        self.member_ids = list(range(self.members))  # original member numbers, after compaction too
 
     # ----------------------------------------------------------------- member state
     def _member_tensors(self) -> dict[str, torch.Tensor]:
@@ -280,7 +281,7 @@ class Trainer:
         for m in range(self.members):
             row = {
                 "epoch": epoch,
-                "member": m,
+                "member": self.member_ids[m],
                 "train_loss": float(train_loss[m]),
                 f"train_{self.metric}": float(train_metric[m]),
                 "val_loss": float(val_loss[m]),
@@ -291,6 +292,35 @@ class Trainer:
             rows.append(row)
         self.history.extend(rows)
         return EpochRecord(epoch, rows, improved, list(state.stopped), diverged)
+
+    # ----------------------------------------------------------------- compaction
+    @torch.no_grad()
+    def keep_members(self, keep: list[int]) -> None:
+        """Shrink the population to these members (by current index): their weights, optimizer state,
+        hyper-parameters, rows and loop state; the others stop costing compute (successive halving, X2)."""
+        index = torch.tensor(keep, dtype=torch.long)
+        for name, t in self._member_tensors().items():
+            t.data = t.data[index].clone()
+            self.best_state[name] = self.best_state[name][index].clone()
+            if isinstance(t, torch.nn.Parameter):
+                t.grad = None
+        for module in self.model.modules():
+            if isinstance(getattr(module, "members", None), int):
+                module.members = len(keep)
+            if hasattr(module, "active") and isinstance(getattr(module, "p", None), torch.Tensor):
+                module.active = bool((module.p > 0).any())
+        self.model.random.keep_(keep)
+        self.optimizer.keep_(index)
+        self.hyper = {k: v[index] for k, v in self.hyper.items()}
+        self.data = self.data.keep(index)
+        self.target_std = self.data.target_std
+        self.validation = self.data.validation() if self.data.has_val else None
+        for key in ("best_value", "best_epoch", "wait", "stopped", "diverged_at"):
+            values = getattr(self.state, key)
+            setattr(self.state, key, [values[m] for m in keep])
+        self.member_ids = [self.member_ids[m] for m in keep]
+        self.members = len(keep)
+        self.last_lr = self.last_lr[index] if hasattr(self, "last_lr") else None
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict:

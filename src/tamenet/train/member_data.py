@@ -71,6 +71,14 @@ class MemberData:
         copy = self.fold.unsqueeze(1)
         return self.X[copy, val], self.y[copy, val], self.val_weight
 
+    def keep(self, members: torch.Tensor) -> "MemberData":
+        """The rows of these members only."""
+        def rows(t: torch.Tensor | None) -> torch.Tensor | None:
+            return t if t is None or t.shape[0] == 1 else t[members]
+
+        return MemberData(self.task, self.X, self.y, self.fold[members], rows(self.train), rows(self.val),
+                          rows(self.val_weight), self.target_std[members], self.train_is_prefix)
+
     @classmethod
     def from_split(cls, data: SplitData, members: int) -> "MemberData":
         """The holdout case: train and validation splits shared by all members."""

@@ -54,6 +54,14 @@ class PopulationOptimizer:
     def update(self, i: int, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def keep_(self, members: torch.Tensor) -> None:
+        """Keep only these members' state and hyper-parameters (population compaction)."""
+        for i, r in enumerate(self.roles):
+            if not r.stacked:
+                continue
+            self.state[i] = {k: v[members].clone() for k, v in self.state[i].items()}
+            self.hyper[i] = {k: v[members] for k, v in self.hyper[i].items()}
+
     def state_dict(self) -> dict:
         return {"steps": self.steps, "state": [{k: v.clone() for k, v in s.items()} for s in self.state]}
 
