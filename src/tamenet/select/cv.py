@@ -83,15 +83,28 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
 
 
 def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, stopping rows) of a fold's training rows; the stopping rows are never fitted.
+
+    A bootstrap sample repeats rows: the stopping set is drawn from its distinct rows, every copy
+    of those rows leaves the fit set, and the fit set is topped up by drawing again (with
+    replacement) from the remaining rows, so every fold fits on the same number of rows.
+    """
     if share <= 0:
         return train, train[:0]
-    n_stop = max(1, int(round(share * len(train))))
-    labels = y[train] if task == "classification" else None
+    distinct = np.unique(train)
+    n_stop = max(1, int(round(share * len(distinct))))
+    labels = y[distinct] if task == "classification" else None
     try:
-        fit_rows, stop_rows = train_test_split(train, test_size=n_stop, random_state=seed, stratify=labels)
+        kept, stop_rows = train_test_split(distinct, test_size=n_stop, random_state=seed, stratify=labels)
     except ValueError:  # a class too small to stratify this split: fall back to a plain random split
-        fit_rows, stop_rows = train_test_split(train, test_size=n_stop, random_state=seed)
-    return np.sort(fit_rows), np.sort(stop_rows)
+        kept, stop_rows = train_test_split(distinct, test_size=n_stop, random_state=seed)
+    if len(distinct) == len(train):
+        return np.sort(kept), np.sort(stop_rows)
+    fit_rows = train[~np.isin(train, stop_rows)]
+    size = len(train) - int(round(share * len(train)))
+    rng = np.random.default_rng(seed)
+    extra = rng.choice(kept, size=max(size - len(fit_rows), 0), replace=True)
+    return np.sort(np.concatenate([fit_rows, extra])[:size]), np.sort(stop_rows)
 
 
 @dataclass
