@@ -220,7 +220,7 @@ def test_population_of_candidates_and_folds_equals_separate_runs(case):
     pool = make_pool(recipe)
     folds = kfold(pool.y, k=4, seed=0)
     together = run_cv(recipe, pool, folds)
-    assert together.trainer.members == 12
+    assert len(together.best_epoch) == 12
     seeds = raw["seed"] if isinstance(raw["seed"], list) else [raw["seed"]] * 3
     stopped_somewhere = False
     for c, value in enumerate(l2):
@@ -238,8 +238,8 @@ def test_population_of_candidates_and_folds_equals_separate_runs(case):
             assert _history(together.trainer, m, "val_loss")[: len(own)] == pytest.approx(own, rel=1e-5)
             assert _history(together.trainer, m, "train_loss")[: len(own)] == pytest.approx(
                 _history(alone.trainer, 0, "train_loss"), rel=1e-5)
-            assert together.trainer.state.best_epoch[m] == alone.trainer.state.best_epoch[0]
-            assert together.trainer.state.stopped[m] == alone.trainer.state.stopped[0]
+            assert together.best_epoch[m] == alone.best_epoch[0]
+            assert together.stopped[m] == alone.stopped[0]
             stopped_somewhere |= alone.trainer.state.stopped[0]
     if "early_stopping" in raw["train"]:
         assert stopped_somewhere  # the comparison covered members that stopped early
@@ -329,7 +329,7 @@ def test_changing_a_folds_scored_rows_does_not_change_how_it_trains():
     for m in (0, 3):  # fold 0 of both candidates
         for column in ("train_loss", "val_loss", "val_accuracy"):
             assert _history(again.trainer, m, column) == _history(base.trainer, m, column)
-        assert again.trainer.state.best_epoch[m] == base.trainer.state.best_epoch[m]
+        assert again.best_epoch[m] == base.best_epoch[m]
         assert again.scores["fit"]["loss"][m] == base.scores["fit"]["loss"][m]
     for m in (1, 2, 4, 5):  # the other folds train on those rows: they do change
         assert _history(again.trainer, m, "train_loss") != _history(base.trainer, m, "train_loss")
@@ -370,7 +370,7 @@ def test_candidate_table_mean_and_std_over_folds_equal_numpy():
                 assert row[f"{label}_{quantity}_mean"] == pytest.approx(np.mean(values), rel=1e-12)
                 assert row[f"{label}_{quantity}_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
         assert row["cv_accuracy_folds"] == run.scores["scored"]["accuracy"][c * 4 : (c + 1) * 4]
-        assert row["best_epochs"] == run.trainer.state.best_epoch[c * 4 : (c + 1) * 4]
+        assert row["best_epochs"] == run.best_epoch[c * 4 : (c + 1) * 4]
 
 
 def test_scored_rmse_on_out_of_bag_rows_matches_scikit_learn():
@@ -466,7 +466,7 @@ def test_structural_key_makes_separate_populations_with_the_same_scores_as_alone
     folds = kfold(pool.y, k=3, seed=0)
     grid = parse_grid(["model.widths=[[16],[32]]", "penalty.l2=0,1e-2"])
     rows, runs = run_search(recipe, grid, pool, folds, stop_share=0.2)
-    assert len(runs) == 2 and [r.trainer.members for r in runs] == [6, 6]
+    assert len(runs) == 2 and [len(r.best_epoch) for r in runs] == [6, 6]
     assert [r["population"] for r in rows] == [0, 0, 1, 1]
     assert [run.trainer.model.hidden[0].weight.shape[-1] for run in runs]  # [M, in, out] == [16, 32]
     alone = run_cv(candidate_recipe(recipe, rows[3], grid), pool, folds)  # widths [32], l2 1e-2, by itself

@@ -181,6 +181,7 @@ class CVRun:
     best_epoch: list[int]
     diverged_at: list[int | None]
     dropped_at: list[int | None]  # the halving rung that removed the member, if any
+    stopped: list[bool]  # stopped early
     halving: dict[str, Any] | None
     wall_time: float
 
@@ -194,6 +195,7 @@ class _Scores:
         self.best_epoch: list[int] = [0] * members
         self.diverged_at: list[int | None] = [None] * members
         self.dropped_at: list[int | None] = [None] * members
+        self.stopped: list[bool] = [False] * members
 
     @torch.no_grad()
     def record(self, trainer: Trainer, indices: list[int], *, restore: bool) -> None:
@@ -215,6 +217,7 @@ class _Scores:
         for i, member in zip(indices, ids):
             self.best_epoch[member] = trainer.state.best_epoch[i]
             self.diverged_at[member] = trainer.state.diverged_at[i]
+            self.stopped[member] = trainer.state.stopped[i]
         if saved is not None:
             trainer.model.load_state_dict(saved)
 
@@ -257,7 +260,16 @@ def run_cv(
 
         rungs = halving_rungs(expanded.train.epochs, candidates, halving_eta)
         halving = Halving(rungs, len(folds), halving_eta, on_drop)
-    trainer = Trainer(model, rows.data, expanded, callbacks=[*(callbacks or []), *([halving] if halving else [])])
+    def prune(record: EpochRecord, trainer: Trainer) -> None:
+        """Members that stopped early or diverged leave the population: they cost no more compute."""
+        state = trainer.state
+        done = [i for i in range(trainer.members) if state.stopped[i] or state.diverged_at[i] is not None]
+        if done and len(done) < trainer.members:
+            results.record(trainer, done, restore=expanded.train.early_stopping.restore_best)
+            trainer.keep_members([i for i in range(trainer.members) if i not in done])
+
+    trainer = Trainer(model, rows.data, expanded,
+                      callbacks=[*(callbacks or []), *([halving] if halving else []), prune])
     trainer.run()  # restores the best weights of the members still there
     results.record(trainer, list(range(trainer.members)), restore=False)
     report = None
@@ -267,7 +279,7 @@ def run_cv(
                   "member_epochs": halving.member_epochs, "member_epochs_without_halving": full,
                   "compute_saved": 1.0 - halving.member_epochs / full if full else 0.0}
     return CVRun(trainer, rows, folds, candidates, results.values, results.best_epoch, results.diverged_at,
-                 results.dropped_at, report, time.perf_counter() - started)
+                 results.dropped_at, results.stopped, report, time.perf_counter() - started)
 
 
 def candidate_table(run: CVRun) -> list[dict[str, Any]]:
