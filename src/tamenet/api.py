@@ -172,12 +172,13 @@ def fit(
         saved = torch.load(last, map_location="cpu", weights_only=False)
         recipe, out = saved["recipe"], resume  # overrides may still extend it, e.g. train.epochs
     recipe = load_recipe(recipe, overrides)
-    torch.manual_seed(member_seeds(recipe)[0])
+    seeds = member_seeds(recipe)
+    torch.manual_seed(seeds[0])
     data = prepare(recipe.data, X=X, y=y)
     if module is not None:
-        model: Population = Wrapped(module, seed=member_seeds(recipe)[0])
+        model: Population = Wrapped(module, seed=seeds[0])
     else:
-        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=member_seeds(recipe))
+        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds)
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
     rows = MemberData.from_split(data, model.members)

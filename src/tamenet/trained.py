@@ -88,12 +88,11 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
             raise ValueError(
                 f"the data behind this run changed: fingerprint {data.fingerprint[:12]} now, {expected[:12]} at training time"
             )
-    target_std = float(data.target_scaler.std.reshape(-1)[0]) if data.target_scaler is not None else 1.0
     metric = TASK_METRIC[data.task]
     result: dict[str, Any] = {"task": data.task, "metric": metric, "members": trained.model.members}
     splits = {"train": (data.X_train, data.y_train), "val": (data.X_val, data.y_val), "test": (data.X_test, data.y_test)}
     for name, (X, y) in splits.items():
         if len(X):
-            loss, value = evaluate(trained.model, X, y, data.task, target_std=target_std)
+            loss, value = evaluate(trained.model, X, y, data.task, target_std=data.target_std)
             result[name] = {"loss": loss.tolist(), metric: value.tolist()}
     return result

@@ -103,6 +103,11 @@ class SplitData:
     target_scaler: Standardizer | None  # regression with data.standardize: y in train-standardized units
     fingerprint: str  # sha256 of the raw X and y (shapes, dtypes, bytes)
 
+    @property
+    def target_std(self) -> float:
+        """The regression target's training standard deviation (RMSE back in its own units), else 1."""
+        return float(self.target_scaler.std.reshape(-1)[0]) if self.target_scaler is not None else 1.0
+
     def sizes(self) -> dict[str, int]:
         """Rows per split: ``{"train": n, "val": n, "test": n}``."""
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}

@@ -83,7 +83,6 @@ class MemberData:
     def from_split(cls, data: SplitData, members: int) -> "MemberData":
         """The holdout case: train and validation splits shared by all members."""
         n_train, n_val = len(data.X_train), len(data.X_val)
-        std = float(data.target_scaler.std.reshape(-1)[0]) if data.target_scaler is not None else 1.0
         return cls(
             task=data.task,
             X=torch.cat([data.X_train, data.X_val]).unsqueeze(0),
@@ -92,6 +91,6 @@ class MemberData:
             train=torch.arange(n_train).unsqueeze(0),
             val=torch.arange(n_train, n_train + n_val).unsqueeze(0),
             val_weight=None,
-            target_std=torch.full((members,), std, dtype=torch.float64),
+            target_std=torch.full((members,), data.target_std, dtype=torch.float64),
             train_is_prefix=True,
         )
