@@ -45,7 +45,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A network built by `tamenet.models` (A1, A5, D1, F1, F2, F4)."""
+    """A network built by `tamenet.models` (A1, A5, D1, D3, D4, F1-F4)."""
 
     kind: str = "mlp"
     widths: list[int] = field(default_factory=lambda: [256, 256])
@@ -54,6 +54,11 @@ class ModelConfig:
     # Dropout: p is the probability of DROPPING a unit. A number applies to every hidden layer;
     # a list gives [input, hidden_1, ..., hidden_L]. Each entry is per member.
     dropout: Any = 0.0
+    dropout_mode: str = field(default="inverted", metadata=_choices("inverted", "classic"))
+    dropconnect: PerMember = field(default=0.0, metadata=_range(0.0, 1.0))  # drop probability of single weights
+    hidden_noise: PerMember = field(default=0.0, metadata=_range(0.0, None))  # std of noise on hidden units
+    weight_noise: PerMember = field(default=0.0, metadata=_range(0.0, None))  # std of noise on the weights
+    weight_norm: str = field(default="none", metadata=_choices("none", "standardize", "minmax", "spectral"))
     norm: str = "none"
     norm_position: str = field(default="before", metadata=_choices("before", "after"))
     bn_momentum: float = field(default=0.1, metadata=_range(0.0, 1.0, open_low=True))
@@ -288,7 +293,7 @@ def population_size(recipe: Recipe) -> int:
 def per_member_values(recipe: Recipe) -> dict[str, Any]:
     """Every per-member hyper-parameter of the recipe by dotted path, as written."""
     out: dict[str, Any] = {"seed": recipe.seed}
-    for section in ("penalty", "train"):
+    for section in ("model", "penalty", "train"):
         _collect(getattr(recipe, section), section, out)
     dropout = recipe.model.dropout
     if isinstance(dropout, list):

@@ -12,8 +12,46 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, RecipeError
-from .nn import NORMS, Dropout, Linear, MemberRandom, init_weight_, make_activation
+from .nn import (
+    NORMS,
+    DropConnect,
+    Dropout,
+    GaussianNoise,
+    Linear,
+    MemberRandom,
+    MinMaxWeight,
+    SpectralNorm,
+    WeightStandardization,
+    init_weight_,
+    make_activation,
+    mix_seed,
+)
 from .registry import lookup
+
+HIDDEN_NOISE_STREAM = 2_000
+"""Random streams (+ layer index) of noise on hidden units, DropConnect masks and weight noise;
+dropout layers use streams 0..L and the loop's input noise 1_000."""
+DROPCONNECT_STREAM = 3_000
+WEIGHT_NOISE_STREAM = 4_000
+
+
+def _standardize(members: int, n_in: int, n_out: int, seeds: list[int], layer: int) -> nn.Module:
+    return WeightStandardization(gain=(2.0 / n_in) ** 0.5)
+
+
+def _minmax(members: int, n_in: int, n_out: int, seeds: list[int], layer: int) -> nn.Module:
+    return MinMaxWeight(members, n_out, bound=(6.0 / n_in) ** 0.5)
+
+
+def _spectral(members: int, n_in: int, n_out: int, seeds: list[int], layer: int) -> nn.Module:
+    return SpectralNorm(members, n_out, seeds=[mix_seed(s, layer, 7919) for s in seeds])
+
+
+WEIGHT_NORMS = {"none": None, "standardize": _standardize, "minmax": _minmax, "spectral": _spectral}
+"""`model.weight_norm` -> factory(members, in, out, seeds, layer) of a reparametrization of a hidden
+layer's weight W [M, in, out] (F3): weight standardization scaled by sqrt(2 / fan_in), the lecture's
+min-max form with learned gamma and beta per unit (starting at He-uniform's range), spectral
+normalization by one power-iteration step per training batch (member m's vector seeded by its seed)."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +81,18 @@ class Population(nn.Module):
 
 
 class MLP(Population):
-    """Dense network: [dropout] -> (Linear -> norm/activation -> dropout [+ skip]) x L -> Linear.
+    """Dense network: [dropout] -> (Linear -> norm/activation -> [noise] -> dropout [+ skip]) x L -> Linear.
 
     With `residual`, a hidden layer whose input and output widths agree adds its input (He et al., CVPR 2016).
     Dropout is never applied to the output layer. A hidden layer followed by BatchNorm (`norm_position`
     "before") has no bias: BatchNorm subtracts it again and its `beta` takes its place, so its true
     gradient is zero and Adam would turn the rounding noise of that gradient into full-size steps.
+
+    Per member (lists of M numbers): `dropout` (drop probabilities, `dropout_mode` inverted or classic),
+    `dropconnect` (drop probability of single weights of the hidden layers), `hidden_noise` (std of
+    Gaussian noise on hidden units after the activation), `weight_noise` (std of Gaussian noise on
+    every dense weight, output layer included); all act in training only. `weight_norm` reparametrizes
+    the hidden layers' weights (`WEIGHT_NORMS`); the output layer keeps its plain weight.
     """
 
     def __init__(
@@ -61,6 +105,11 @@ class MLP(Population):
         activation: str = "relu",
         slope: float = 0.01,
         dropout: list[list[float]] | None = None,
+        dropout_mode: str = "inverted",
+        dropconnect: list[float] | None = None,
+        hidden_noise: list[float] | None = None,
+        weight_noise: list[float] | None = None,
+        weight_norm: str = "none",
         norm: str = "none",
         norm_position: str = "before",
         bn_momentum: float = 0.1,
@@ -74,8 +123,9 @@ class MLP(Population):
         self.norm_position, self.residual, self.has_norm = norm_position, residual, norm != "none"
         dropout = dropout or [[0.0] * members for _ in range(len(widths) + 1)]
         norm_cls = lookup(NORMS, norm, "norm")
+        weight_norm_factory = lookup(WEIGHT_NORMS, weight_norm, "weight norm")
         sizes = [n_in, *widths]
-        self.input_dropout = Dropout(dropout[0], random=self.random, stream=0)
+        self.input_dropout = Dropout(dropout[0], random=self.random, stream=0, mode=dropout_mode)
         bias = not (norm == "batch" and norm_position == "before")  # BatchNorm's beta replaces the bias
         self.hidden = nn.ModuleList(Linear(members, a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(
@@ -83,31 +133,81 @@ class MLP(Population):
         )
         self.activation = make_activation(activation, slope=slope)
         self.dropouts = nn.ModuleList(
-            Dropout(p, random=self.random, stream=i + 1) for i, p in enumerate(dropout[1:])
+            Dropout(p, random=self.random, stream=i + 1, mode=dropout_mode) for i, p in enumerate(dropout[1:])
         )
         self.output = Linear(members, sizes[-1], n_out)
+        self.noises = None
+        if hidden_noise is not None and any(v > 0 for v in hidden_noise):
+            self.noises = nn.ModuleList(
+                GaussianNoise(hidden_noise, random=self.random, stream=HIDDEN_NOISE_STREAM + i) for i in range(len(widths))
+            )
+        use_dropconnect = dropconnect is not None and any(v > 0 for v in dropconnect)
+        use_weight_noise = weight_noise is not None and any(v > 0 for v in weight_noise)
+        for layer, linear in enumerate([*self.hidden, self.output]):
+            hidden = layer < len(self.hidden)
+            linear.set_weight_transforms(
+                noise=GaussianNoise(weight_noise, random=self.random, stream=WEIGHT_NOISE_STREAM + layer)
+                if use_weight_noise else None,
+                norm=weight_norm_factory(members, linear.in_features, linear.out_features, self.random.seeds, layer)
+                if hidden and weight_norm_factory else None,
+                dropconnect=DropConnect(dropconnect, random=self.random, stream=DROPCONNECT_STREAM + layer)
+                if hidden and use_dropconnect else None,
+            )
         for layer, linear in enumerate([*self.hidden, self.output]):
             init_weight_(
                 linear.weight, init, seeds=self.random.seeds, layer=layer,
                 fan_in=linear.in_features, fan_out=linear.out_features,
             )
 
+    def _pre_dropout(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Hidden layer i up to its dropout: linear, norm and activation, noise on the units."""
+        z = self.hidden[i](h)
+        if self.has_norm and self.norm_position == "before":
+            z = self.norms[i](z)
+        z = self.activation(z)
+        if self.has_norm and self.norm_position == "after":
+            z = self.norms[i](z)
+        if self.noises is not None and self.training:
+            z = self.noises[i](z)
+        return z
+
+    def _post_dropout(self, i: int, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Hidden layer i from its dropout on: the dropout, then the residual sum."""
+        drop = self.dropouts[i]
+        if drop.acts:
+            z = drop(z)
+        return h + z if self.residual and h.shape[-1] == z.shape[-1] else z
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Modules that do nothing (no norm, dropout off or in eval mode) are skipped: calls cost
         # microseconds, and small models take thousands of steps.
-        stochastic = self.training
-        h = self.input_dropout(x) if stochastic and self.input_dropout.active else x
-        for linear, norm, drop in zip(self.hidden, self.norms, self.dropouts):
-            z = linear(h)
-            if self.has_norm and self.norm_position == "before":
-                z = norm(z)
-            z = self.activation(z)
-            if self.has_norm and self.norm_position == "after":
-                z = norm(z)
-            if stochastic and drop.active:
-                z = drop(z)
-            h = h + z if self.residual and h.shape[-1] == z.shape[-1] else z
+        h = self.input_dropout(x) if self.input_dropout.acts else x
+        for i in range(len(self.hidden)):
+            h = self._post_dropout(i, h, self._pre_dropout(i, h))
         return self.output(h)
+
+    def mc_split(self, x: torch.Tensor):
+        """Monte-Carlo dropout's shared part (`tamenet.predict`): everything before the first active
+        dropout, computed once. Returns (state, finish): state is a tuple of (tensor, batch axis);
+        `finish(*tiled)` runs the rest of the network on those tensors tiled T times along that axis.
+        """
+        first = None if self.input_dropout.active else next((i for i, d in enumerate(self.dropouts) if d.active), None)
+        if first is None:
+            return ((x, x.dim() - 2),), self.forward
+        h = x
+        for i in range(first):
+            h = self._post_dropout(i, h, self._pre_dropout(i, h))
+        z = self._pre_dropout(first, h)
+
+        def finish(h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            h = self._post_dropout(first, h, z)
+            for i in range(first + 1, len(self.hidden)):
+                h = self._post_dropout(i, h, self._pre_dropout(i, h))
+            return self.output(h)
+
+        if self.residual:
+            return ((h, h.dim() - 2), (z, 1)), finish
+        return ((z, 1),), lambda z: finish(z, z)
 
     def param_roles(self) -> list[ParamRole]:
         roles = []
@@ -120,6 +220,10 @@ class MLP(Population):
         for layer, norm in enumerate(self.norms):
             for pname, param in norm.named_parameters():
                 roles.append(ParamRole(f"norms.{layer}.{pname}", param, "norm", layer))
+        for layer, linear in enumerate(self.hidden):  # learned gains of a weight norm (min-max's gamma and beta)
+            if linear.weight_norm is not None:
+                for pname, param in linear.weight_norm.named_parameters():
+                    roles.append(ParamRole(f"hidden.{layer}.weight_norm.{pname}", param, "norm", layer))
         return roles
 
 
@@ -171,6 +275,19 @@ def resolve_dropout(cfg: ModelConfig, members: int) -> list[list[float]]:
     return out
 
 
+def _member_numbers(value, members: int, where: str, *, below_one: bool = False) -> list[float]:
+    """A per-member recipe number broadcast to M floats; `below_one` for drop probabilities (p < 1)."""
+    values = value if isinstance(value, list) else [value]
+    if len(values) == 1:
+        values = values * members
+    if len(values) != members:
+        raise RecipeError(f"{where}: expected 1 or {members} values (one per member), got {len(values)}")
+    for v in values:
+        if below_one and not v < 1.0:
+            raise RecipeError(f"{where}: expected a drop probability in [0, 1), got {v!r}")
+    return [float(v) for v in values]
+
+
 def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> MLP:
     if not cfg.widths or any(w < 1 for w in cfg.widths):
         raise RecipeError(f"model.widths: expected a non-empty list of positive integers, got {cfg.widths}")
@@ -182,6 +299,11 @@ def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> M
         activation=cfg.activation,
         slope=cfg.leaky_slope,
         dropout=resolve_dropout(cfg, len(seeds)),
+        dropout_mode=cfg.dropout_mode,
+        dropconnect=_member_numbers(cfg.dropconnect, len(seeds), "model.dropconnect", below_one=True),
+        hidden_noise=_member_numbers(cfg.hidden_noise, len(seeds), "model.hidden_noise"),
+        weight_noise=_member_numbers(cfg.weight_noise, len(seeds), "model.weight_noise"),
+        weight_norm=cfg.weight_norm,
         norm=cfg.norm,
         norm_position=cfg.norm_position,
         bn_momentum=cfg.bn_momentum,

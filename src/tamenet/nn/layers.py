@@ -26,6 +26,10 @@ class Linear(nn.Module):
         self.members, self.in_features, self.out_features = members, in_features, out_features
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(members, out_features)) if bias else None
+        self.weight_noise: nn.Module | None = None
+        self.weight_norm: nn.Module | None = None
+        self.dropconnect: nn.Module | None = None
+        self.plain = True  # the stored weight is used as it is (no noise, weight norm or DropConnect)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (2, 3) or x.shape[-1] != self.in_features or (x.dim() == 3 and x.shape[0] != self.members):
@@ -35,45 +39,182 @@ class Linear(nn.Module):
             )
         if x.dim() == 2:  # one batch shared by all members: a broadcast view, no copy
             x = x.expand(self.members, *x.shape)
+        weight = self.weight if self.plain else self.effective_weight()
         if self.bias is None:
-            return torch.bmm(x, self.weight)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+            return torch.bmm(x, weight)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, weight)
+
+    def set_weight_transforms(
+        self,
+        *,
+        noise: nn.Module | None = None,
+        norm: nn.Module | None = None,
+        dropconnect: nn.Module | None = None,
+    ) -> "Linear":
+        """Make the effective weight `dropconnect(norm(W + noise))`; each step is optional (None: left out).
+
+        `noise` and `dropconnect` act in training only (`GaussianNoise`, `DropConnect`); `norm` maps
+        W [M, in, out] to a weight of the same shape (e.g. `WeightStandardization`, `SpectralNorm`)
+        in training and at test, as a reparametrization: gradients reach the stored W through it.
+        """
+        self.weight_noise, self.weight_norm, self.dropconnect = noise, norm, dropconnect
+        self.plain = noise is None and norm is None and dropconnect is None
+        return self
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the forward pass uses: `dropconnect(norm(W + noise))` (noise and masks in training only)."""
+        weight = self.weight
+        if self.weight_noise is not None:
+            weight = self.weight_noise(weight)
+        if self.weight_norm is not None:
+            weight = self.weight_norm(weight)
+        if self.dropconnect is not None:
+            weight = self.dropconnect(weight)
+        return weight
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_features}, out={self.out_features}"
 
 
-def dropout(x: torch.Tensor, p: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """Drop each unit with probability p[m] (p is the DROP probability, not the keep one).
+DROPOUT_MODES = ("inverted", "classic")
+"""How dropout keeps the expected output: `inverted` scales by 1/(1-p) in training, `classic` by (1-p) at test."""
 
-    inverted: training output `x * mask / (1 - p)`, identity at test (Srivastava et al., JMLR 2014).
-    `uniform` holds U[0,1) draws shaped like x; a unit is kept when its draw is >= p.
+
+def _per_member(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-member tensor [M] viewed to broadcast against `like` [M, ...]."""
+    return value.view(-1, *([1] * (like.dim() - 1)))
+
+
+def dropout(x: torch.Tensor, p: torch.Tensor, uniform: torch.Tensor, *, mode: str = "inverted") -> torch.Tensor:
+    """Training output of dropout: drop each unit with probability p[m] (p is the DROP probability, not the keep one).
+
+    A unit is kept when its U[0,1) draw in `uniform` (shaped like x) is >= p, so P(keep) = 1 - p.
+    inverted: `x * mask / (1 - p)`, and the test output is x itself (Srivastava et al., JMLR 2014);
+    classic: `x * mask`, and the test output is `(1 - p) x` (`dropout_test`). Either way the
+    expected training output equals the test output: E[mask] = 1 - p.
     """
-    p = p.view(-1, *([1] * (x.dim() - 1)))
-    keep = uniform >= p
+    if mode not in DROPOUT_MODES:
+        raise ValueError(f"dropout: expected mode in {DROPOUT_MODES}, got {mode!r}")
+    p = _per_member(p, x)
+    kept = x * (uniform >= p)
+    if mode == "classic":
+        return kept
     scale = torch.where(p < 1.0, 1.0 / (1.0 - p).clamp_min(1e-12), torch.zeros_like(p))
-    return x * keep * scale
+    return kept.mul_(scale)  # in place: one fewer activation-sized buffer (mul's backward does not need its output)
+
+
+def dropout_test(x: torch.Tensor, p: torch.Tensor, *, mode: str = "inverted") -> torch.Tensor:
+    """Test output of dropout, the expectation of its training output: x (inverted) or `(1 - p) x` (classic)."""
+    if mode not in DROPOUT_MODES:
+        raise ValueError(f"dropout_test: expected mode in {DROPOUT_MODES}, got {mode!r}")
+    return x if mode == "inverted" else x * (1.0 - _per_member(p, x))
+
+
+def _member_tensor(values: list[float], members: int | None, what: str) -> torch.Tensor:
+    if members is not None and len(values) != members:
+        raise ValueError(f"{what}: expected {members} values (one per member), got {len(values)}")
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+def _check_probabilities(name: str, p: list[float]) -> None:
+    for v in p:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            raise ValueError(f"{name}: expected drop probabilities in [0, 1), got {v!r}")
 
 
 class Dropout(nn.Module):
-    """Dropout with a drop probability per member; masks come from the population's `MemberRandom`."""
+    """Dropout with a drop probability per member; masks come from the population's `MemberRandom`.
+
+    `mode` is `inverted` (scale 1/(1-p) in training, identity at test) or `classic` (mask only in
+    training, scale by 1-p at test). Setting `sampling` (see `tamenet.predict.mc_sampling`) keeps
+    drawing masks in eval mode, for Monte-Carlo dropout, from `MemberRandom.generator_uniform` (fast
+    for large draws). `acts` says whether a call would change x.
+    """
+
+    def __init__(self, p: list[float], *, random: MemberRandom, stream: int, mode: str = "inverted") -> None:
+        super().__init__()
+        _check_probabilities("Dropout", p)
+        if mode not in DROPOUT_MODES:
+            raise ValueError(f"Dropout: expected mode in {DROPOUT_MODES}, got {mode!r}")
+        self.register_buffer("p", _member_tensor(p, random.size, "Dropout"))
+        self.random, self.stream, self.mode = random, stream, mode
+        self.active = any(v > 0 for v in p)
+        self.sampling = False
+
+    @property
+    def acts(self) -> bool:
+        return self.active and (self.training or self.sampling or self.mode == "classic")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.acts:
+            return x
+        if not (self.training or self.sampling):
+            return dropout_test(x, self.p, mode=self.mode)
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.random.size, *x.shape)
+        # Monte-Carlo sampling draws T times a batch's masks: torch's generator, not the hash (see MemberRandom)
+        draw = self.random.uniform if self.training else self.random.generator_uniform
+        return dropout(x, self.p, draw(self.stream, tuple(x.shape[1:]), device=x.device), mode=self.mode)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p.tolist()} (drop probability), mode={self.mode}"
+
+
+class DropConnect(nn.Module):
+    """DropConnect on a member-stacked weight W [M, in, out]: each single weight is dropped with
+    probability p[m] (the DROP probability), a fresh mask per training batch and member, scaled by
+    1/(1-p) so that E[W_eff] = W; at test the weight is W itself, exactly its expectation
+    (Wan et al., "Regularization of neural networks using DropConnect", ICML 2013, with inverted scaling).
+    """
 
     def __init__(self, p: list[float], *, random: MemberRandom, stream: int) -> None:
         super().__init__()
-        self.register_buffer("p", torch.tensor(p, dtype=torch.float32))
+        _check_probabilities("DropConnect", p)
+        self.register_buffer("p", _member_tensor(p, random.size, "DropConnect"))
         self.random, self.stream = random, stream
         self.active = any(v > 0 for v in p)
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.active):
+            return W
+        draws = self.random.uniform(self.stream, tuple(W.shape[1:]), device=W.device)
+        return dropout(W, self.p, draws)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p.tolist()} (drop probability)"
+
+
+def add_noise(x: torch.Tensor, sigma: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """`x + sigma[m] * eps` with eps ~ N(0, I) given in `normal` (shaped like x): E = x, cov = sigma^2 I."""
+    return x + _per_member(sigma, x) * normal
+
+
+class GaussianNoise(nn.Module):
+    """Additive Gaussian noise with a standard deviation per member, in training only (D4).
+
+    On activations [M, B, ...] (hidden units) or on a weight [M, in, out] (weight noise: the
+    gradient is then taken at the noisy weight, as autograd differentiates `W + sigma eps` in W).
+    Draws come from the population's `MemberRandom`, so member m's noise does not depend on the others.
+    """
+
+    def __init__(self, sigma: list[float], *, random: MemberRandom, stream: int) -> None:
+        super().__init__()
+        for v in sigma:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0.0:
+                raise ValueError(f"GaussianNoise: expected standard deviations >= 0, got {v!r}")
+        self.register_buffer("sigma", _member_tensor(sigma, random.size, "GaussianNoise"))
+        self.random, self.stream = random, stream
+        self.active = any(v > 0 for v in sigma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.active):
             return x
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.random.size, *x.shape)
-        draws = self.random.uniform(self.stream, tuple(x.shape[1:]), device=x.device)
-        return dropout(x, self.p, draws)
+        return add_noise(x, self.sigma, self.random.normal(self.stream, tuple(x.shape[1:]), device=x.device))
 
     def extra_repr(self) -> str:
-        return f"p={self.p.tolist()} (drop probability)"
+        return f"sigma={self.sigma.tolist()}"
 
 
 ACTIVATIONS = {
@@ -90,4 +231,7 @@ def make_activation(name: str, *, slope: float = 0.01) -> nn.Module:
     return lookup(ACTIVATIONS, name, "activation")(slope)
 
 
-__all__ = ["ACTIVATIONS", "Dropout", "Linear", "dropout", "make_activation"]
+__all__ = [
+    "ACTIVATIONS", "DROPOUT_MODES", "DropConnect", "Dropout", "GaussianNoise", "Linear", "add_noise", "dropout",
+    "dropout_test", "make_activation",
+]

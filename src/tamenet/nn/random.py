@@ -74,6 +74,20 @@ class MemberRandom:
         bits = self._bits(stream, tuple(shape), torch.device(device))
         return (bits >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
+    def generator_uniform(
+        self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """U[0, 1) of shape [M, *shape] from torch's own generator (Mersenne Twister on the CPU, Philox on
+        CUDA), member m's seeded by (seed_m, step, stream): still independent of the population around a
+        member, but another sequence than `uniform`, and many times faster for large draws (Monte-Carlo
+        dropout tiles T copies of a batch). One generator and one draw per member."""
+        device = torch.device(device)
+        out = torch.empty(len(self.seeds), *shape, device=device)
+        for m, seed in enumerate(self.seeds):
+            generator = torch.Generator(device=device).manual_seed(mix_seed(seed, self.step, stream, 0x6D63))
+            out[m].uniform_(generator=generator)
+        return out
+
     def normal(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu") -> torch.Tensor:
         """N(0, 1) of shape [M, *shape] by the Box-Muller transform of two uniform streams."""
         u1 = self.uniform(2 * stream + 1_000_003, shape, device=device)

@@ -167,6 +167,47 @@ class SpectralNorm(nn.Module):
         return f"members={self.members}, out={self.out_features}, iters={self.iters}"
 
 
+class WeightStandardization(nn.Module):
+    """Weight standardization as a reparametrization of a dense weight W [M, in, out]:
+    `forward(W) = gain * standardize_weight(W)` per output unit (Qiao et al., 2019).
+
+    `gain` is a fixed number; `sqrt(2 / fan_in)` (the default in models) keeps He's forward variance
+    when no normalization layer follows, as scaled weight standardization does (Brock et al., "Characterizing
+    signal propagation to close the performance gap in unnormalized ResNets", ICLR 2021); a
+    BatchNorm after the layer makes the gain irrelevant.
+    """
+
+    def __init__(self, *, gain: float = 1.0, eps: float = 1e-5) -> None:
+        super().__init__()
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
+            raise ValueError(f"WeightStandardization: expected a gain > 0, got {gain!r}")
+        self.gain, self.eps = float(gain), eps
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        return self.gain * standardize_weight(W, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"gain={self.gain:.4g}"
+
+
+class MinMaxWeight(nn.Module):
+    """The lecture's min-max weight normalization as a reparametrization with learned gamma and
+    beta per unit ([M, out] parameters): `forward(W) = gamma (W - min W) / (max W - min W) + beta`
+    (`minmax_weight`). They start at gamma = 2 a, beta = -a, so each unit's weights span [-a, a]
+    (a = `bound`, e.g. He-uniform's sqrt(6 / fan_in)); training moves the span.
+    """
+
+    def __init__(self, members: int, out_features: int, *, bound: float = 1.0) -> None:
+        super().__init__()
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+            raise ValueError(f"MinMaxWeight: expected a bound > 0, got {bound!r}")
+        self.gamma = nn.Parameter(torch.full((members, out_features), 2.0 * bound))
+        self.beta = nn.Parameter(torch.full((members, out_features), -float(bound)))
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        return minmax_weight(W, gamma=self.gamma, beta=self.beta)
+
+
 def energy_rank(singular_values: torch.Tensor, energy: float) -> torch.Tensor:
     """Per member, the smallest r whose r largest singular values hold a share `energy` of the
     total squared ones: min r with sum_{i<r} s_i^2 >= energy * sum_i s_i^2. singular_values
@@ -213,7 +254,9 @@ def svd_denoise(
 
 
 __all__ = [
+    "MinMaxWeight",
     "SpectralNorm",
+    "WeightStandardization",
     "energy_rank",
     "minmax_weight",
     "spectral_norm_estimate",

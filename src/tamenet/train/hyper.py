@@ -17,6 +17,9 @@ HYPER_FIELDS = {
     "clip": ("train", "clip", "max"),
     "l2": ("penalty", "l2"),
     "l1": ("penalty", "l1"),
+    "dropconnect": ("model", "dropconnect"),
+    "hidden_noise": ("model", "hidden_noise"),
+    "weight_noise": ("model", "weight_noise"),
 }
 """Hyper-parameter name -> its place in the recipe."""
 
