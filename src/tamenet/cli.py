@@ -4,7 +4,7 @@
     tamenet cv [RECIPE.yaml] [--scheme kfold|stratified|repeated|bootstrap|lpo|loo|holdout] [--folds K]
     tamenet search [RECIPE.yaml] --grid KEY=VALUES ... [--folds K] [--scheme ...]
     tamenet evaluate RUN_DIR
-    tamenet predict RUN_DIR --input FILE.csv [--output OUT.csv] [--member K]
+    tamenet predict RUN_DIR --input FILE.csv [--output OUT.csv] [--member K] [--mc T]
     tamenet datasets
 
 A user mistake ends with one line on stderr and exit code 2 (`--debug` shows the traceback);
@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help="CSV with a header: the training feature columns")
     predict.add_argument("--output", help="write predictions here (default: standard output)")
     predict.add_argument("--member", type=int, help="use one member of a population (default: average them)")
+    predict.add_argument("--mc", type=int, metavar="T",
+                         help="Monte-Carlo dropout: average T dropout masks; adds standard deviations and entropy")
     predict.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     datasets = sub.add_parser("datasets", help="list the built-in data sets")
@@ -244,14 +246,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     trained = load_run(args.run_dir)
     X = read_feature_csv(args.input, list(trained.preprocessing["feature_names"]))
-    pred = trained.predict(X, member=args.member)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    if args.mc is not None:
+        if args.mc < 1:
+            raise ValueError(f"--mc: expected the number of dropout masks T >= 1, got {args.mc}")
+        pred = trained.predict_mc(X, args.mc, member=args.member)
+    else:
+        pred = trained.predict(X, member=args.member)
     if "label" in pred:
         classes = [str(c) for c in trained.preprocessing["classes"]]
-        writer.writerow(["prediction", *[f"p_{c}" for c in classes]])
-        for label, probs in zip(pred["label"], pred["probabilities"]):
-            writer.writerow([label, *[f"{p:.6f}" for p in probs]])
+        if args.mc is not None:
+            writer.writerow(["prediction", *[f"p_{c}" for c in classes], *[f"std_{c}" for c in classes], "entropy"])
+            for label, probs, std, entropy in zip(pred["label"], pred["probabilities"], pred["std"], pred["entropy"]):
+                writer.writerow([label, *[f"{p:.6f}" for p in probs], *[f"{s:.6f}" for s in std], f"{entropy:.6f}"])
+        else:
+            writer.writerow(["prediction", *[f"p_{c}" for c in classes]])
+            for label, probs in zip(pred["label"], pred["probabilities"]):
+                writer.writerow([label, *[f"{p:.6f}" for p in probs]])
+    elif args.mc is not None:
+        writer.writerow(["prediction", "std"])
+        writer.writerows([[f"{v:.6g}", f"{s:.6g}"] for v, s in zip(pred["value"], pred["std"])])
     else:
         writer.writerow(["prediction"])
         writer.writerows([[f"{v:.6g}"] for v in pred["value"]])

@@ -13,6 +13,7 @@ import torch
 from .config import Recipe, parse
 from .data import SplitData, Standardizer, prepare
 from .models import Population, build_model
+from .predict import mc_predict
 from .train import TASK_METRIC, evaluate
 from .train.hyper import member_seeds
 
@@ -56,6 +57,29 @@ class TrainedModel:
         if target is not None:
             values = Standardizer.from_dict(target).inverse(values.reshape(-1, 1)).reshape(-1)
         return {"value": values}
+
+
+    def predict_mc(self, X: np.ndarray, samples: int, *, member: int | None = None) -> dict[str, np.ndarray]:
+        """Monte-Carlo dropout prediction (D2) over `samples` (T) masks, in the data's own terms.
+
+        classification: `label` (argmax of the mean), `probabilities` (mean over masks) [N, K], `std`
+        [N, K] of the probabilities, `entropy` [N] = H[mean probabilities] (nats); regression: `value`
+        (mean) and `std` in the target's units. See `tamenet.predict`.
+        """
+        inputs = SplitData.transform_inputs(self.preprocessing, np.asarray(X))
+        summary = mc_predict(self.model, inputs, samples, self.task, member=member)
+        if self.task == "classification":
+            mean = summary["mean"].numpy()
+            classes = np.asarray(self.preprocessing["classes"], dtype=object)
+            return {"label": classes[mean.argmax(1)], "probabilities": mean, "std": summary["std"].numpy(),
+                    "entropy": summary["entropy"].numpy()}
+        values, std = summary["mean"].numpy(), summary["std"].numpy()
+        target = self.preprocessing.get("target_scaler")
+        if target is not None:
+            scaler = Standardizer.from_dict(target)
+            values = scaler.inverse(values.reshape(-1, 1)).reshape(-1)
+            std = std * float(np.asarray(scaler.std).reshape(-1)[0])
+        return {"value": values, "std": std}
 
 
 def load_run(run_dir: str | Path) -> TrainedModel:
