@@ -23,6 +23,7 @@ from tamenet.nn import (
     Linear,
     MemberRandom,
     dropout,
+    dropout_masked,
     minmax_weight,
     standardize_weight,
 )
@@ -299,15 +300,15 @@ def _reference_mc(net: MLP, x: torch.Tensor, T: int) -> torch.Tensor:
     outs = []
     layers = [net.input_dropout, *net.dropouts]
     widths = [x.shape[-1], *[linear.out_features for linear in net.hidden]]
-    draws = [d.random.generator_uniform(d.stream, (T * n, w)) for d, w in zip(layers, widths)]
+    keeps = [d.random.generator_keep(d.stream, (T * n, w), d.p) for d, w in zip(layers, widths)]
     net.eval()
     try:
         for t in range(T):
-            for d, u in zip(layers, draws):
+            for d, keep in zip(layers, keeps):
                 if d.active:
                     d.sampling = True
-                    d.forward = (lambda z, d=d, u=u: dropout(z if z.dim() == 3 else z.expand(net.members, *z.shape),
-                                                              d.p, u[:, t * n : (t + 1) * n]))
+                    d.forward = (lambda z, d=d, keep=keep: dropout_masked(
+                        z if z.dim() == 3 else z.expand(net.members, *z.shape), d.p, keep[:, t * n : (t + 1) * n]))
             outs.append(net(x))
     finally:
         for d in layers:
@@ -339,7 +340,7 @@ def test_batched_mc_equals_explicit_passes_with_the_same_masks(dropout_p, residu
         reference = _reference_mc(net, x, T)
     torch.testing.assert_close(batched, reference, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(batched[:, 0], batched[:, 1])  # different masks per copy
-    net.mc_split = None  # the generic path (tile the inputs, run the whole model) gives the same masks
+    net.mc_forward = None  # the generic path (tile the inputs, run the whole model) gives the same masks
     torch.testing.assert_close(mc_outputs(net, x, T), batched, rtol=1e-5, atol=1e-6)
 
 
@@ -403,3 +404,20 @@ def test_predict_mc_regression_std_in_target_units(tmp_path):
     scale = float(np.asarray(trained.preprocessing["target_scaler"]["std"]).reshape(-1)[0])
     np.testing.assert_allclose(pred["std"], raw["std"].numpy() * scale, rtol=1e-6)
     assert scale > 10  # diabetes' target spreads over tens of units: the scaling matters
+
+
+def test_generator_keep_masks_keep_one_minus_p_and_do_not_depend_on_the_population():
+    p = torch.tensor([0.0, 0.1, 0.5, 0.9])
+    random = MemberRandom([0, 1, 2, 3])
+    random.step = 3
+    keep = random.generator_keep(5, (300, 400), p)
+    assert keep.shape == (4, 300, 400) and keep.dtype == torch.bool
+    n = 300 * 400
+    for m in range(4):
+        share = keep[m].double().mean().item()
+        assert abs(share - (1 - p[m].item())) <= 5 * math.sqrt(p[m].item() * (1 - p[m].item()) / n) + 1e-12
+        alone = MemberRandom([m])
+        alone.step = 3
+        assert torch.equal(alone.generator_keep(5, (300, 400), p[m : m + 1])[0], keep[m])
+    random.step = 4
+    assert not torch.equal(random.generator_keep(5, (300, 400), p)[2], keep[2])  # another step, another mask

@@ -26,6 +26,7 @@ from .nn import (
     make_activation,
     mix_seed,
 )
+from .nn.layers import tile
 from .registry import lookup
 
 HIDDEN_NOISE_STREAM = 2_000
@@ -186,28 +187,22 @@ class MLP(Population):
             h = self._post_dropout(i, h, self._pre_dropout(i, h))
         return self.output(h)
 
-    def mc_split(self, x: torch.Tensor):
-        """Monte-Carlo dropout's shared part (`tamenet.predict`): everything before the first active
-        dropout, computed once. Returns (state, finish): state is a tuple of (tensor, batch axis);
-        `finish(*tiled)` runs the rest of the network on those tensors tiled T times along that axis.
-        """
+    def mc_forward(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """Monte-Carlo dropout's pass (`tamenet.predict`, dropout layers sampling): outputs [M, T*N, K]
+        equal to `self(x tiled T times along the batch)`, copy t in rows t*N .. (t+1)*N - 1, but the
+        layers before the first active dropout run once on x, and that dropout masks the T copies
+        by broadcasting, without a tiled copy of its input."""
         first = None if self.input_dropout.active else next((i for i, d in enumerate(self.dropouts) if d.active), None)
         if first is None:
-            return ((x, x.dim() - 2),), self.forward
+            return self(tile(x, samples, x.dim() - 2))
         h = x
         for i in range(first):
             h = self._post_dropout(i, h, self._pre_dropout(i, h))
-        z = self._pre_dropout(first, h)
-
-        def finish(h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-            h = self._post_dropout(first, h, z)
-            for i in range(first + 1, len(self.hidden)):
-                h = self._post_dropout(i, h, self._pre_dropout(i, h))
-            return self.output(h)
-
-        if self.residual:
-            return ((h, h.dim() - 2), (z, 1)), finish
-        return ((z, 1),), lambda z: finish(z, z)
+        z = self.dropouts[first].sample_tiled(self._pre_dropout(first, h), samples)
+        h = tile(h, samples, h.dim() - 2) + z if self.residual and h.shape[-1] == z.shape[-1] else z
+        for i in range(first + 1, len(self.hidden)):
+            h = self._post_dropout(i, h, self._pre_dropout(i, h))
+        return self.output(h)
 
     def param_roles(self) -> list[ParamRole]:
         roles = []

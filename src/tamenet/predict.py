@@ -11,20 +11,23 @@ one member is chosen.
 
 The T passes are one batched pass: dropout stays on, BatchNorm uses its running statistics
 (eval mode), DropConnect and noise are off, and the inputs are tiled T times along the batch
-axis (in chunks of at most `max_rows` tiled rows). A model may say which part of it comes before
-its first active dropout (`mc_split`, as `MLP` does): that part runs once on the untiled rows.
-Any population whose dropout layers are `tamenet.nn.Dropout` modules works through the tiling path.
+axis (in chunks of at most `max_rows` tiled rows). A model may run the T copies itself
+(`mc_forward`, as `MLP` does: the layers before its first active dropout run once on the untiled
+rows). Any population whose dropout layers are `tamenet.nn.Dropout` modules works through the
+tiling path. The masks come from `MemberRandom.generator_keep` (drop probabilities rounded to a
+multiple of 2^-16), not from the training masks' hash stream.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from .nn import Dropout
+from .nn.layers import tile
 
 MC_STEP = 1 << 30
 """The random step of Monte-Carlo masks (plus the chunk number): far from any training step."""
@@ -63,27 +66,13 @@ def mc_sampling(model: nn.Module) -> Iterator[list[Dropout]]:
             random.step = step
 
 
-def tile(t: torch.Tensor, times: int, axis: int) -> torch.Tensor:
-    """`t` repeated `times` times along `axis`: copy c holds rows c*n .. (c+1)*n - 1."""
-    reps = [1] * t.dim()
-    reps[axis] = times
-    return t.repeat(*reps)
-
-
-def _split(model: nn.Module, x: torch.Tensor) -> tuple[tuple[tuple[torch.Tensor, int], ...], Callable]:
-    """(state, finish) of the model: `mc_split` when it has one, else the inputs (batch axis 0) and the model."""
-    split = getattr(model, "mc_split", None)
-    if split is None:
-        return ((x, 0),), model
-    return split(x)
-
-
 @torch.no_grad()
 def mc_outputs(model: nn.Module, inputs: torch.Tensor, samples: int, *, max_rows: int = 16_384) -> torch.Tensor:
     """Raw outputs [M, T, N, K] of T dropout masks for model inputs [N, ...] (already preprocessed).
 
-    One batched pass per chunk of rows: the part before the first active dropout runs once, the
-    rest on the state tiled T times. Chunk c draws its masks at random step `MC_STEP + c`, so
+    One batched pass per chunk of rows: the inputs tiled T times along the batch axis (axis 0), or
+    the model's own `mc_forward(x, T)` when it has one (the MLP runs the layers before its first
+    active dropout once). Chunk c draws its masks at random step `MC_STEP + c`, so
     the result is a pure function of the members' seeds.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -101,8 +90,8 @@ def mc_outputs(model: nn.Module, inputs: torch.Tensor, samples: int, *, max_rows
             if random is not None:
                 random.step = MC_STEP + c
             x = inputs[start : start + chunk]
-            state, finish = _split(model, x)
-            out = finish(*(tile(t, samples, axis) for t, axis in state))
+            fast = getattr(model, "mc_forward", None)
+            out = fast(x, samples) if fast is not None else model(tile(x, samples, 0))
             outs.append(out.reshape(out.shape[0], samples, len(x), *out.shape[2:]))
     return torch.cat(outs, dim=2)
 
@@ -138,4 +127,4 @@ def mc_predict(
     return mc_summary(mc_outputs(model, inputs, samples, max_rows=max_rows), task, member=member)
 
 
-__all__ = ["MC_STEP", "dropout_layers", "mc_outputs", "mc_predict", "mc_sampling", "mc_summary", "tile"]
+__all__ = ["MC_STEP", "dropout_layers", "mc_outputs", "mc_predict", "mc_sampling", "mc_summary"]

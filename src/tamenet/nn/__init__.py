@@ -10,6 +10,7 @@ from .layers import (
     Linear,
     add_noise,
     dropout,
+    dropout_masked,
     dropout_test,
     make_activation,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "check_init",
     "default_groups",
     "dropout",
+    "dropout_masked",
     "dropout_test",
     "energy_rank",
     "init_weight_",

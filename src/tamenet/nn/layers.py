@@ -95,10 +95,16 @@ def dropout(x: torch.Tensor, p: torch.Tensor, uniform: torch.Tensor, *, mode: st
     """
     if mode not in DROPOUT_MODES:
         raise ValueError(f"dropout: expected mode in {DROPOUT_MODES}, got {mode!r}")
-    p = _per_member(p, x)
-    kept = x * (uniform >= p)
+    return dropout_masked(x, p, uniform >= _per_member(p, uniform), mode=mode)
+
+
+def dropout_masked(x: torch.Tensor, p: torch.Tensor, keep: torch.Tensor, *, mode: str = "inverted") -> torch.Tensor:
+    """`dropout` with the keep mask given (bool, broadcasting against x [M, ...]): `x * keep / (1 - p)`
+    (inverted) or `x * keep` (classic)."""
+    kept = torch.where(keep, x, 0.0)  # (x * keep would first copy the bool mask into floats)
     if mode == "classic":
         return kept
+    p = _per_member(p, kept)
     scale = torch.where(p < 1.0, 1.0 / (1.0 - p).clamp_min(1e-12), torch.zeros_like(p))
     return kept.mul_(scale)  # in place: one fewer activation-sized buffer (mul's backward does not need its output)
 
@@ -127,7 +133,7 @@ class Dropout(nn.Module):
 
     `mode` is `inverted` (scale 1/(1-p) in training, identity at test) or `classic` (mask only in
     training, scale by 1-p at test). Setting `sampling` (see `tamenet.predict.mc_sampling`) keeps
-    drawing masks in eval mode, for Monte-Carlo dropout, from `MemberRandom.generator_uniform` (fast
+    drawing masks in eval mode, for Monte-Carlo dropout, from `MemberRandom.generator_keep` (fast
     for large draws). `acts` says whether a call would change x.
     """
 
@@ -152,9 +158,18 @@ class Dropout(nn.Module):
             return dropout_test(x, self.p, mode=self.mode)
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.random.size, *x.shape)
-        # Monte-Carlo sampling draws T times a batch's masks: torch's generator, not the hash (see MemberRandom)
-        draw = self.random.uniform if self.training else self.random.generator_uniform
-        return dropout(x, self.p, draw(self.stream, tuple(x.shape[1:]), device=x.device), mode=self.mode)
+        if not self.training:  # Monte-Carlo sampling: T copies of a batch's masks, from torch's generator
+            return dropout_masked(x, self.p, self.random.generator_keep(self.stream, tuple(x.shape[1:]), self.p,
+                                                                         device=x.device), mode=self.mode)
+        return dropout(x, self.p, self.random.uniform(self.stream, tuple(x.shape[1:]), device=x.device), mode=self.mode)
+
+    def sample_tiled(self, x: torch.Tensor, copies: int) -> torch.Tensor:
+        """Monte-Carlo sampling of x [M, N, ...] tiled `copies` times along N: exactly what a sampling
+        forward of the tiled [M, copies * N, ...] batch gives (the same masks), without the tiled copy of x."""
+        members, n, *rest = x.shape
+        keep = self.random.generator_keep(self.stream, (copies * n, *rest), self.p, device=x.device)
+        out = dropout_masked(x.unsqueeze(1), self.p, keep.view(members, copies, n, *rest), mode=self.mode)
+        return out.view(members, copies * n, *rest)
 
     def extra_repr(self) -> str:
         return f"p={self.p.tolist()} (drop probability), mode={self.mode}"
@@ -217,6 +232,13 @@ class GaussianNoise(nn.Module):
         return f"sigma={self.sigma.tolist()}"
 
 
+def tile(t: torch.Tensor, times: int, axis: int) -> torch.Tensor:
+    """`t` repeated `times` times along `axis`: copy c holds rows c*n .. (c+1)*n - 1 (Monte-Carlo dropout)."""
+    reps = [1] * t.dim()
+    reps[axis] = times
+    return t.repeat(*reps)
+
+
 ACTIVATIONS = {
     "sigmoid": lambda slope: nn.Sigmoid(),
     "tanh": lambda slope: nn.Tanh(),
@@ -233,5 +255,5 @@ def make_activation(name: str, *, slope: float = 0.01) -> nn.Module:
 
 __all__ = [
     "ACTIVATIONS", "DROPOUT_MODES", "DropConnect", "Dropout", "GaussianNoise", "Linear", "add_noise", "dropout",
-    "dropout_test", "make_activation",
+    "dropout_masked", "dropout_test", "make_activation", "tile",
 ]
