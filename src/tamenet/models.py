@@ -182,9 +182,21 @@ class MLP(Population):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Modules that do nothing (no norm, dropout off or in eval mode) are skipped: calls cost
         # microseconds, and small models take thousands of steps.
+        # (inline rather than through _pre_dropout / _post_dropout, which Monte-Carlo dropout uses)
         h = self.input_dropout(x) if self.input_dropout.acts else x
-        for i in range(len(self.hidden)):
-            h = self._post_dropout(i, h, self._pre_dropout(i, h))
+        noisy = self.noises is not None and self.training
+        for i, (linear, norm, drop) in enumerate(zip(self.hidden, self.norms, self.dropouts)):
+            z = linear(h)
+            if self.has_norm and self.norm_position == "before":
+                z = norm(z)
+            z = self.activation(z)
+            if self.has_norm and self.norm_position == "after":
+                z = norm(z)
+            if noisy:
+                z = self.noises[i](z)
+            if drop.acts:
+                z = drop(z)
+            h = h + z if self.residual and h.shape[-1] == z.shape[-1] else z
         return self.output(h)
 
     def mc_forward(self, x: torch.Tensor, samples: int) -> torch.Tensor:
