@@ -58,7 +58,6 @@ class TrainedModel:
             values = Standardizer.from_dict(target).inverse(values.reshape(-1, 1)).reshape(-1)
         return {"value": values}
 
-
     def predict_mc(self, X: np.ndarray, samples: int, *, member: int | None = None) -> dict[str, np.ndarray]:
         """Monte-Carlo dropout prediction (D2) over `samples` (T) masks, in the data's own terms.
 
