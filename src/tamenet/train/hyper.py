@@ -17,6 +17,8 @@ HYPER_FIELDS = {
     "clip": ("train", "clip", "max"),
     "l2": ("penalty", "l2"),
     "l1": ("penalty", "l1"),
+    "soft_sharing": ("penalty", "soft_sharing"),
+    "max_norm": ("constraints", "max_norm"),
 }
 """Hyper-parameter name -> its place in the recipe."""
 
