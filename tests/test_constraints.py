@@ -301,3 +301,9 @@ def test_constraints_section_rejects_unknown_keys_and_bad_values():
         parse(Recipe, {"constraints": {"max_norm": [1, -1]}})
     with pytest.raises(RecipeError, match=r"constraints\.masks\[0\]\.band: expected a value >= 0"):
         parse(Recipe, {"constraints": {"masks": [{"layer": "output.weight", "band": -1}]}})
+
+
+def test_an_unknown_layer_name_is_refused_before_the_run_directory_is_written(tmp_path):
+    with pytest.raises(RecipeError, match=r"unknown layer in constraints\.non_negative 'hidden\.7\.weight'"):
+        fit(_recipe(constraints={"non_negative": ["hidden.7.weight"]}), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
