@@ -1,14 +1,18 @@
 """Behaviour of the weight penalties: L2 and L1 values and gradients per member, which parameters they
-act on, per-layer multipliers, the L1 proximal step and the sparsity report."""
+act on, per-layer multipliers, the L1 proximal step, the sparsity report, and soft weight sharing
+against its pairwise definition."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tamenet.config import PenaltyConfig, RecipeError
+from tamenet.config import PenaltyConfig, RecipeError, SharingGroup
 from tamenet.models import MLP
-from tamenet.penalties import l1_penalty, l1_proximal_, l2_penalty, penalized, sparsity
+from tamenet.penalties import (
+    add_soft_sharing_gradients_, l1_penalty, l1_proximal_, l2_penalty, penalized, sharing_sets, soft_sharing_penalty,
+    sparsity,
+)
 
 M = 3
 STRENGTH = torch.tensor([0.1, 0.5, 2.0])
@@ -162,3 +166,91 @@ def test_sparsity_reports_the_share_of_exact_zeros():
 def test_sparsity_of_a_dense_model_is_zero():
     report = sparsity(_model().param_roles())
     assert all(v == 0.0 for v in report.values())
+
+
+# ------------------------------------------------------------------ soft weight sharing (C4)
+
+
+def _pairwise(vectors: list[torch.Tensor]) -> torch.Tensor:
+    """The definition: sum over pairs i < j of ||w_i - w_j||^2, for one member."""
+    total = torch.zeros((), dtype=vectors[0].dtype)
+    for i in range(len(vectors)):
+        for j in range(i + 1, len(vectors)):
+            total = total + (vectors[i] - vectors[j]).square().sum()
+    return total
+
+
+def _sharing_model():
+    model = MLP(5, 3, widths=[3, 3, 3], seeds=[0, 1, 2]).double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for r in model.param_roles():
+            r.param.copy_(torch.randn(r.param.shape, generator=g, dtype=torch.float64))
+    return model
+
+
+GROUPS = [
+    SharingGroup(layers=["hidden.1.weight", "hidden.2.weight", "output.weight"]),
+    SharingGroup(layer="hidden.0.weight", units=[2, 0]),
+]
+
+
+def test_soft_sharing_equals_the_pairwise_double_loop_in_value_and_gradient_per_member():
+    model = _sharing_model()
+    sets = sharing_sets(GROUPS, model.param_roles())
+    strength = STRENGTH.double()
+    value = soft_sharing_penalty(sets, strength)
+
+    def pairwise_total():
+        whole = [model.hidden[1].weight, model.hidden[2].weight, model.output.weight]
+        units = model.hidden[0].weight  # [M, in, out]: unit j's incoming weights are the column [:, j]
+        return torch.stack([
+            strength[m] * (_pairwise([w[m] for w in whole]) + _pairwise([units[m][:, 2], units[m][:, 0]]))
+            for m in range(M)
+        ])
+
+    expected = pairwise_total()
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+    assert bool((value > 0).all())
+    expected.sum().backward()  # autograd of the explicit double loop
+    reference = {r.name: torch.zeros_like(r.param) if r.param.grad is None else r.param.grad.clone() for r in model.param_roles()}
+    for r in model.param_roles():
+        r.param.grad = torch.zeros_like(r.param)
+    add_soft_sharing_gradients_(sets, strength)
+    for r in model.param_roles():
+        torch.testing.assert_close(r.param.grad, reference[r.name], rtol=1e-12, atol=1e-12, msg=r.name)
+    assert bool((model.hidden[0].weight.grad[:, :, 1] == 0).all())  # the unit outside the group
+
+
+def test_soft_sharing_of_units_follows_a_user_modules_out_in_layout():
+    from tamenet.models import Wrapped
+
+    layer = torch.nn.Linear(4, 5).double()
+    roles = Wrapped(layer).param_roles()  # weight [out, in]: unit j's incoming weights are the row [j]
+    sets = sharing_sets([SharingGroup(layer="weight", units=[1, 3, 4])], roles)
+    strength = torch.tensor([0.7], dtype=torch.float64)
+    expected = strength * _pairwise([layer.weight[1], layer.weight[3], layer.weight[4]])
+    torch.testing.assert_close(soft_sharing_penalty(sets, strength), expected.view(1), rtol=1e-12, atol=0)
+    expected.sum().backward()
+    reference = layer.weight.grad.clone()
+    layer.weight.grad = torch.zeros_like(layer.weight)
+    add_soft_sharing_gradients_(sets, strength)
+    torch.testing.assert_close(layer.weight.grad, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "group,message",
+    [
+        (SharingGroup(layers=["hidden.0.weight", "hidden.9.weight"]), r"unknown layer in penalty\.sharing_groups\[0\]\.layers 'hidden\.9\.weight'.*valid: hidden\.0\.weight"),
+        (SharingGroup(layers=["hidden.0.weight", "hidden.1.weight"]), r"need equal shapes, got 'hidden\.0\.weight' \(3, 5, 3\), 'hidden\.1\.weight' \(3, 3, 3\)"),
+        (SharingGroup(layers=["hidden.1.weight"]), r"at least two different layer names"),
+        (SharingGroup(layer="hidden.0.weight", units=[0, 3]), r"unit indices in \[0, 3\) of 'hidden\.0\.weight', got \[0, 3\]"),
+        (SharingGroup(layer="hidden.0.weight", units=[1, 1]), r"at least two different unit indices"),
+        (SharingGroup(layer="hidden.0.bias", units=[0, 1]), r"unknown layer in penalty\.sharing_groups\[0\]\.layer 'hidden\.0\.bias'"),
+        (SharingGroup(layers=["a", "b"], layer="hidden.0.weight"), r"either 'layers' \(whole tensors\) or 'layer' with 'units'"),
+    ],
+)
+def test_sharing_groups_that_cannot_be_used_are_refused_by_name(group, message):
+    model = _sharing_model()
+    with pytest.raises(RecipeError, match=message):
+        sharing_sets([group], model.param_roles())

@@ -179,11 +179,13 @@ def fit(
         model: Population = Wrapped(module, seed=seeds[0])
     else:
         model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds)
+    rows = MemberData.from_split(data, model.members)
+    # built before the run directory: a layer name the model lacks is refused before any file is written
+    trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
-    rows = MemberData.from_split(data, model.members)
-    trainer = Trainer(model, rows, recipe, callbacks=[*([writer] if writer else []), *(callbacks or [])],
-                      keep_resume_state=run is not None)
+    if writer is not None:
+        trainer.callbacks.insert(0, writer)
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
         run.rows = [r for r in trainer.history]

@@ -1,6 +1,6 @@
 """Typed, frozen recipe objects, parsed from plain dicts (YAML) with errors that name the key.
 
-A recipe has five sections (``data``, ``model``, ``penalty``, ``train``, ``track``) and a ``seed``.
+A recipe has six sections (``data``, ``model``, ``penalty``, ``constraints``, ``train``, ``track``) and a ``seed``.
 Every numeric hyper-parameter marked *per member* accepts a number or a list of numbers, one per
 member of the population; lists of length M make a population of M models trained as one.
 """
@@ -68,8 +68,21 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SharingGroup:
+    """One group G_k of the soft weight-sharing penalty (C4): whole tensors, or units of one layer.
+
+    `layers`: w_i is the whole weight tensor of each named layer (equal shapes). `layer` with `units`:
+    w_i is the incoming weight vector of each listed unit (output index) of that layer.
+    """
+
+    layers: list[str] | None = None
+    layer: str | None = None
+    units: list[int] | None = None
+
+
+@dataclass(frozen=True)
 class PenaltyConfig:
-    """Weight penalties (C1-C3). L2 is `l2/2 * ||w||^2` (gradient `l2 * w`) unless `l2_form: full`."""
+    """Weight penalties (C1-C4). L2 is `l2/2 * ||w||^2` (gradient `l2 * w`) unless `l2_form: full`."""
 
     l2: PerMember = field(default=0.0, metadata=_range(0.0, None))
     l2_form: str = field(default="half", metadata=_choices("half", "full"))
@@ -78,6 +91,36 @@ class PenaltyConfig:
     penalize_bias: bool = False
     penalize_norm: bool = False
     layer_scale: list[float] | None = None  # one multiplier per weight layer, input first
+    soft_sharing: PerMember = field(default=0.0, metadata=_range(0.0, None))  # lambda of C4
+    sharing_groups: list[SharingGroup] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """A sparse connectivity mask on one weight layer (C5): `band` neighbours on each side, or a 0/1 `.npy` file."""
+
+    layer: str = ""
+    band: int | None = field(default=None, metadata=_range(0, None))
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class TieConfig:
+    """Layers that share one value (C5); with `transpose`, each later layer is the first one's transpose."""
+
+    layers: list[str] = field(default_factory=list)
+    transpose: bool = False
+
+
+@dataclass(frozen=True)
+class ConstraintsConfig:
+    """Hard constraints, projections applied after every optimizer step (C5). Layer names as in `param_roles()`."""
+
+    max_norm: PerMember = field(default=0.0, metadata=_range(0.0, None))  # 0: off
+    max_norm_layers: list[str] | None = None  # None: every weight layer
+    non_negative: Any = False  # true: every weight layer; or a list of layer names
+    masks: list[MaskConfig] = field(default_factory=list)
+    tied: list[TieConfig] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -147,6 +190,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     seed: Any = 0
@@ -293,7 +337,7 @@ def population_size(recipe: Recipe) -> int:
 def per_member_values(recipe: Recipe) -> dict[str, Any]:
     """Every per-member hyper-parameter of the recipe by dotted path, as written."""
     out: dict[str, Any] = {"seed": recipe.seed}
-    for section in ("model", "penalty", "train"):
+    for section in ("model", "penalty", "constraints", "train"):
         _collect(getattr(recipe, section), section, out)
     dropout = recipe.model.dropout
     if isinstance(dropout, list):

@@ -1,14 +1,17 @@
-"""Weight penalties as pure functions of parameters and per-member strengths (C1-C3).
+"""Weight penalties as pure functions of parameters and per-member strengths (C1-C4).
 
 Each returns a tensor [M]: the penalty of every member, added to that member's loss.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .config import PenaltyConfig, RecipeError
+from .config import PenaltyConfig, RecipeError, SharingGroup
 from .models import ParamRole
+from .registry import lookup
 
 
 def penalized(roles: list[ParamRole], cfg: PenaltyConfig) -> list[tuple[ParamRole, float]]:
@@ -78,6 +81,103 @@ def l1_proximal_(targets: list[tuple[ParamRole, float]], threshold: torch.Tensor
         p = role.per_member(role.param.data)
         t = (threshold * scale).view(-1, *([1] * (p.dim() - 1)))
         p.copy_(torch.sign(p) * torch.clamp_min(p.abs() - t, 0.0))
+
+
+@dataclass(frozen=True)
+class SharingSet:
+    """One group G_k of soft weight sharing: whole tensors of equal shape (`units` None), or units of one layer."""
+
+    roles: tuple[ParamRole, ...]
+    units: torch.Tensor | None = None  # unit (output) indices into the single layer roles[0]
+
+
+def unit_axis(role: ParamRole) -> int:
+    """The one axis of the [M, ...] view that counts units (the axis not in `fan_in_dims`); an error if there is none."""
+    dims = role.per_member(role.param).dim()
+    axes = [d for d in range(1, dims) if d not in role.fan_in_dims]
+    if len(axes) != 1:
+        raise RecipeError(f"'{role.name}' (shape {tuple(role.param.shape)}) has no single axis of units")
+    return axes[0]
+
+
+def _role(table: dict[str, ParamRole], name, where: str) -> ParamRole:
+    try:
+        return lookup(table, name, f"layer in {where}")
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+
+
+def sharing_sets(groups: list[SharingGroup], roles: list[ParamRole]) -> list[SharingSet]:
+    """Check `penalty.sharing_groups` against the model's parameters: each group is `layers` (>= 2 tensors
+    of equal shape) or `layer` with `units` (>= 2 distinct output indices of one weight layer)."""
+    table = {r.name: r for r in roles}
+    out = []
+    for k, group in enumerate(groups):
+        where = f"penalty.sharing_groups[{k}]"
+        if (group.layers is None) == (group.layer is None) or (group.layers is not None and group.units is not None):
+            raise RecipeError(f"{where}: expected either 'layers' (whole tensors) or 'layer' with 'units', got {group}")
+        if group.layers is not None:
+            if len(group.layers) < 2 or len(set(group.layers)) != len(group.layers):
+                raise RecipeError(f"{where}.layers: expected at least two different layer names, got {group.layers}")
+            members = tuple(_role(table, n, f"{where}.layers") for n in group.layers)
+            shapes = {tuple(r.param.shape) for r in members}
+            if len(shapes) != 1:
+                listed = ", ".join(f"'{r.name}' {tuple(r.param.shape)}" for r in members)
+                raise RecipeError(f"{where}.layers: whole tensors shared softly need equal shapes, got {listed}")
+            out.append(SharingSet(members))
+            continue
+        role = _role({n: r for n, r in table.items() if r.role == "weight"}, group.layer, f"{where}.layer")
+        axis = unit_axis(role)
+        n_units = role.per_member(role.param).shape[axis]
+        units = group.units or []
+        if len(units) < 2 or len(set(units)) != len(units) or not all(0 <= u < n_units for u in units):
+            raise RecipeError(
+                f"{where}.units: expected at least two different unit indices in [0, {n_units}) of '{role.name}', got {units}"
+            )
+        out.append(SharingSet((role,), torch.tensor(units, dtype=torch.long, device=role.param.device)))
+    return out
+
+
+def _group_matrix(s: SharingSet, values: list[torch.Tensor]) -> torch.Tensor:
+    """[M, n, D]: the group's n weight vectors w_i of each member, flattened."""
+    if s.units is None:
+        return torch.stack([r.per_member(v).flatten(1) for r, v in zip(s.roles, values)], dim=1)
+    role, axis = s.roles[0], unit_axis(s.roles[0])
+    return role.per_member(values[0]).index_select(axis, s.units).movedim(axis, 1).flatten(2)
+
+
+def soft_sharing_penalty(sets: list[SharingSet], strength: torch.Tensor) -> torch.Tensor:
+    """`lambda * sum_k sum_{i<j in G_k} ||w_i - w_j||^2` [M], without the pairwise loop:
+
+    `sum_{i<j} ||w_i - w_j||^2 = n * sum_i ||w_i - mean||^2` for a group of n vectors with mean `mean`
+    (expand the squares: both sides are `n sum_i ||w_i||^2 - ||sum_i w_i||^2`). Nowlan & Hinton,
+    "Simplifying neural networks by soft weight-sharing", Neural Computation 1992.
+    """
+    total = torch.zeros_like(strength)
+    for s in sets:
+        w = _group_matrix(s, [r.param for r in s.roles])
+        centred = w - w.mean(dim=1, keepdim=True)
+        total = total + w.shape[1] * centred.square().sum(dim=(1, 2)).to(strength.dtype)
+    return strength * total
+
+
+@torch.no_grad()
+def add_soft_sharing_gradients_(sets: list[SharingSet], strength: torch.Tensor) -> None:
+    """Add `d/dw_i = 2 lambda n (w_i - mean)` of `soft_sharing_penalty` straight to `.grad`."""
+    for s in sets:
+        if any(r.param.grad is None for r in s.roles):
+            continue
+        w = _group_matrix(s, [r.param.data for r in s.roles])
+        n = w.shape[1]
+        grad = (w - w.mean(dim=1, keepdim=True)).mul_((2.0 * n) * strength.to(w.dtype).view(-1, 1, 1))
+        if s.units is None:
+            for i, r in enumerate(s.roles):
+                r.per_member(r.param.grad).add_(grad[:, i].view_as(r.per_member(r.param.grad)))
+            continue
+        role, axis = s.roles[0], unit_axis(s.roles[0])
+        g = role.per_member(role.param.grad)
+        rest = [g.shape[d] for d in range(1, g.dim()) if d != axis]
+        g.index_add_(axis, s.units, grad.view(g.shape[0], n, *rest).movedim(1, axis))
 
 
 def sparsity(roles: list[ParamRole]) -> dict[str, float]:

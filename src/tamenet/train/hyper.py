@@ -20,6 +20,8 @@ HYPER_FIELDS = {
     "dropconnect": ("model", "dropconnect"),
     "hidden_noise": ("model", "hidden_noise"),
     "weight_noise": ("model", "weight_noise"),
+    "soft_sharing": ("penalty", "soft_sharing"),
+    "max_norm": ("constraints", "max_norm"),
 }
 """Hyper-parameter name -> its place in the recipe."""
 

@@ -1,8 +1,10 @@
 """The one training loop: every member of a population steps together, each by its own numbers.
 
     batch (per member, or shared) -> [input noise] -> model -> loss [M] + penalties [M]
-    -> backward -> clip per member -> optimizer step (lr [M] x schedule x still-training mask)
-    -> L1 proximal step -> end of epoch: validation, early stopping, best weights, callbacks
+    -> backward -> [tied gradients summed] -> penalty gradients -> [masks] -> clip per member
+    -> optimizer step (lr [M] x schedule x still-training mask) -> L1 proximal step
+    -> constraints (masks, non-negative, max-norm, tied copies)
+    -> end of epoch: validation, early stopping, best weights, callbacks
 
 A member whose loss turns NaN or infinite is frozen without disturbing the others; a population
 of one stops. Ctrl-C ends the loop cleanly and the run is finished with what it has.
@@ -18,9 +20,13 @@ from typing import Callable
 import torch
 
 from ..config import Recipe, RecipeError
+from ..constraints import resolve_constraints
 from ..models import Population
 from ..nn import MemberRandom, mix_seed
-from ..penalties import add_penalty_gradients_, l1_penalty, l1_proximal_, l2_penalty, penalized
+from ..penalties import (
+    add_penalty_gradients_, add_soft_sharing_gradients_, l1_penalty, l1_proximal_, l2_penalty, penalized,
+    sharing_sets, soft_sharing_penalty,
+)
 from ..transforms import CLIPPERS
 from .hyper import member_hyper
 from .losses import TASK_METRIC, evaluate, finish_metric, member_loss, member_score_sum
@@ -110,7 +116,17 @@ class Trainer:
         if len(self.hyper["lr"]) != self.members:
             raise RecipeError(f"the recipe describes {len(self.hyper['lr'])} members but the model has {self.members}")
         self.roles = model.param_roles()
-        self.penalized = penalized(self.roles, recipe.penalty)
+        self.constraints = resolve_constraints(recipe.constraints, self.roles)
+        followers = self.constraints.followers  # tied copies: trained and penalized through their leader
+        self.penalized = [(r, s) for r, s in penalized(self.roles, recipe.penalty) if r.name not in followers]
+        self.sharing = sharing_sets(recipe.penalty.sharing_groups, self.roles)
+        for group in self.sharing:
+            for r in group.roles:
+                if r.name in followers:
+                    raise RecipeError(
+                        f"penalty.sharing_groups: '{r.name}' is tied to '{followers[r.name]}'; name '{followers[r.name]}' instead"
+                    )
+        self.constraints.project_(self._max_norm(torch.ones(self.members)))  # C5 holds from the initial weights on
         tcfg = recipe.train
         self.optimizer = make_optimizer(tcfg.optimizer, self.roles, self.hyper, eps=tcfg.eps, nesterov=tcfg.nesterov)
         self.monitor, self.sign = _monitor(recipe, data.task)
@@ -130,6 +146,11 @@ class Trainer:
         self.best_state = self._snapshot()
         self.history: list[dict] = []
         self.member_ids = list(range(self.members))  # original member numbers, after compaction too
+
+    def _max_norm(self, active: torch.Tensor) -> torch.Tensor | None:
+        """Max-norm's c [M] for the members still training (0 for the others: their weights stay put); None when off."""
+        c = self.hyper["max_norm"]
+        return c * (active > 0) if bool((c > 0).any()) else None
 
     # ----------------------------------------------------------------- member state
     def _member_tensors(self) -> dict[str, torch.Tensor]:
@@ -170,9 +191,11 @@ class Trainer:
         use_noise = bool((noise > 0).any())
         use_l2 = bool((self.hyper["l2"] > 0).any())
         use_l1 = bool((self.hyper["l1"] > 0).any())
+        use_sharing = bool(self.sharing) and bool((self.hyper["soft_sharing"] > 0).any())
         proximal = use_l1 and self.recipe.penalty.l1_mode == "proximal"
         clip = CLIPPERS.get(tcfg.clip.by)
         active = self.active().to(torch.float32)
+        max_norm = self._max_norm(active)
         loss_sum = torch.zeros(self.members, dtype=torch.float64)
         score_sum = torch.zeros(self.members, dtype=torch.float64)
         model.train()
@@ -189,6 +212,7 @@ class Trainer:
             for r in self.roles:
                 r.param.grad = None
             loss.sum().backward()
+            self.constraints.tie_gradients_()
             if use_l2 or (use_l1 and not proximal):  # C1, C2: penalty gradients added directly
                 add_penalty_gradients_(
                     self.penalized,
@@ -196,9 +220,13 @@ class Trainer:
                     l1=self.hyper["l1"] if use_l1 and not proximal else None,
                     form=self.recipe.penalty.l2_form,
                 )
+            if use_sharing:  # C4
+                add_soft_sharing_gradients_(self.sharing, self.hyper["soft_sharing"])
+            self.constraints.mask_gradients_()
             if clip is not None:
-                grads = clip(self.roles, [r.param.grad for r in self.roles], self.hyper["clip"], tcfg.clip.eps)
-                for r, g in zip(self.roles, grads):
+                live = [r for r in self.roles if r.param.grad is not None]  # tied copies have none
+                grads = clip(live, [r.param.grad for r in live], self.hyper["clip"], tcfg.clip.eps)
+                for r, g in zip(live, grads):
                     r.param.grad = g
             epoch_frac = epoch + b / steps
             factor = lr_factor(tcfg.schedule, epoch_frac, tcfg.epochs, step_size=1.0 / steps)
@@ -206,6 +234,7 @@ class Trainer:
             self.optimizer.step(lr)
             if proximal:
                 l1_proximal_(self.penalized, lr * self.hyper["l1"])
+            self.constraints.project_(max_norm)  # C5
             with torch.no_grad():  # accumulated on tensors: no host sync inside the epoch
                 loss_sum.add_(loss.detach(), alpha=yb.shape[-1])
                 score_sum.add_(member_score_sum(out.detach(), yb, data.task))
@@ -215,12 +244,14 @@ class Trainer:
 
     @torch.no_grad()
     def _penalty(self) -> torch.Tensor:
-        """The members' penalty at the end of the epoch (L2 and L1 at their strengths; reported, not trained on here)."""
+        """The members' penalty at the end of the epoch (L2, L1, soft sharing at their strengths; reported, not trained on here)."""
         total = torch.zeros(self.members, dtype=torch.float64)
         if bool((self.hyper["l2"] > 0).any()):
             total += l2_penalty(self.penalized, self.hyper["l2"], form=self.recipe.penalty.l2_form).double()
         if bool((self.hyper["l1"] > 0).any()):
             total += l1_penalty(self.penalized, self.hyper["l1"]).double()
+        if self.sharing and bool((self.hyper["soft_sharing"] > 0).any()):
+            total += soft_sharing_penalty(self.sharing, self.hyper["soft_sharing"]).double()
         return total
 
     # ----------------------------------------------------------------- the loop
