@@ -64,6 +64,7 @@ def _tiny_budget(run, members: int) -> int:
 @pytest.mark.parametrize("item, kind, low, high, log", [
     ("train.lr=1e-4:1:log", optuna.distributions.FloatDistribution, 1e-4, 1.0, True),
     ("penalty.l2=0:0.5", optuna.distributions.FloatDistribution, 0.0, 0.5, False),
+    ("train.input_noise=0:1", optuna.distributions.FloatDistribution, 0.0, 1.0, False),
     ("seed=0:9", optuna.distributions.IntDistribution, 0, 9, False),
 ])
 def test_ranges_become_optuna_distributions(item, kind, low, high, log):
@@ -84,6 +85,7 @@ def test_choices_keep_their_values_structural_ones_too():
     ("train.lr=0:1:log", "LOW > 0"),
     ("train.lr=1e-4:1:lin", "LOW:HIGH:log"),
     ("model.widths=8:64", "numeric key"),
+    ("seed=0:9.5", "integer range"),
     ("penalty.l2=a,b", "plain numbers"),
     ("model.widths=[[8], [16]", "YAML list"),
 ])
@@ -254,7 +256,8 @@ def test_estimate_counts_weights_gradients_optimizer_state_and_grows_with_the_ba
     buffers = sum(b.numel() for b in model.buffers() if b.dim() >= 1)
     sizes = dict(n_in=2, n_out=2, n_pool=128, n_fit=80, n_stop=20, n_scored=40, task="classification")
     small = estimate_memory(recipe, **sizes)
-    assert small.gradients == 4 * params and small.optimizer == slots * 4 * params
+    assert small.gradients == 4 * params  # no clipping: no clipped copy
+    assert small.optimizer == slots * 4 * params + small.parameters  # state + a step's temporaries
     assert small.parameters == 4 * (params + buffers) and small.best_weights == 2 * small.parameters
     def activations(batch: int) -> int:
         return estimate_memory(load_recipe({**raw, "train": {**raw["train"], "batch_size": batch}}),

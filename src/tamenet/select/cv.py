@@ -3,6 +3,8 @@
 Nothing leaks from the rows a fold scores: the scaler is fitted on the fold's training rows only,
 and early stopping watches a stopping set carved from the fold's training rows, never the scored
 rows. The test split of the recipe is set aside before any fold is drawn and is not touched here.
+A population larger than the memory budget trains in chunks of members, one after another, with
+the same results (see `memory.py`).
 """
 
 from __future__ import annotations
@@ -193,7 +195,8 @@ class CVRun:
     """A trained cross-validation population and its per-member results (indexed by the original member number).
 
     A population too large for the memory budget trains as several chunks of members, one after
-    another: `trainers` holds one trainer per chunk (`trainer` is the first), `history` all of them.
+    another: `trainers` holds one trainer per chunk (`trainer` is the first; a chunk keeps only its
+    history and loop state once done, its weights are freed), `history` all of them.
     """
 
     trainers: list[Trainer]
@@ -326,6 +329,8 @@ def run_cv(
                                               halving_eta=halving_eta, callbacks=callbacks, leave=leave)
         trainers.append(trainer)
         first_rows = first_rows or rows
+        if len(chunks) > 1:
+            _release(trainer)
         if halving is not None:
             reports.append((halving, len(ids) * trainer.state.epoch))
         if trainer.state.interrupted:
@@ -344,6 +349,12 @@ def run_cv(
     return CVRun(trainers, first_rows, folds, candidates, expanded, results.values, results.best_epoch,
                  results.diverged_at, results.dropped_at, results.stopped, results.epochs, report, chunks, memory,
                  time.perf_counter() - started)
+
+
+def _release(trainer: Trainer) -> None:
+    """A finished chunk keeps its history and loop state; its weights, optimizer state and rows are freed."""
+    trainer.model = trainer.optimizer = trainer.data = trainer.validation = None
+    trainer.roles, trainer.penalized, trainer.best_state = [], [], {}
 
 
 def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold], *, share: float,

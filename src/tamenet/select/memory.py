@@ -74,10 +74,10 @@ class MemoryEstimate:
     """Bytes per member (by part) and bytes shared by all members (the per-fold copies of the pool)."""
 
     parameters: int  # weights and buffers with the member axis
-    gradients: int
-    optimizer: int
+    gradients: int  # and their clipped copies
+    optimizer: int  # state, and the temporaries of a step
     best_weights: int  # the best-weights snapshot, and the copy kept while members are scored
-    activations: int  # what autograd saves for one training batch
+    activations: int  # what autograd saves for one training batch, and their gradients in the backward pass
     data: int  # the gathered batch, the stopping set, row indices
     shared: int
 
@@ -131,8 +131,13 @@ def estimate_memory(
     activations = sum(saved.values()) + 2 * out.numel() * out.element_size()  # the output and its gradient
     data = (batch * (n_in * FLOAT + INDEX)  # the gathered batch and its targets
             + n_stop * (n_in * FLOAT + 2 * INDEX + FLOAT)  # the stopping set: rows, targets, indices, weights
-            + n_fit * INDEX + n_scored * (INDEX + FLOAT))
-    return MemoryEstimate(weights, grads, state, 2 * weights, activations, data, n_pool * (n_in * FLOAT + INDEX))
+            + n_fit * (n_in * FLOAT + 2 * INDEX)  # training row indices; their gather when the member is scored
+            + n_scored * (n_in * FLOAT + 2 * INDEX + FLOAT))  # the scored rows, gathered once
+    clipped = grads if tcfg.clip.by not in (None, "none") else 0  # clipping returns new gradient tensors
+    # backward holds the gradients of the saved activations while it runs; the optimizer makes
+    # temporaries the size of the weights: both counted once more
+    return MemoryEstimate(weights, grads + clipped, state + weights, 2 * weights, 2 * activations, data,
+                          n_pool * (n_in * FLOAT + INDEX))
 
 
 def chunk_size(estimate: MemoryEstimate, *, members: int, group: int, copies: int, budget: int) -> int:

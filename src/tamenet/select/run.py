@@ -15,6 +15,7 @@ from ..registry import lookup
 from ..track import RunDir
 from ..train import TASK_METRIC, member_seeds
 from .cv import STOP_SHARE, CVRun, Pool, candidate_table, make_pool, run_cv
+from .memory import memory_budget
 from .plots import plot_cv, plot_path
 from .search import best_index, candidate_recipe, parse_grid, run_search
 from .splits import MAX_SPLITS, kfold, make_folds
@@ -66,6 +67,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Cross-validate the recipe (every per-member list a candidate) with all folds trained as one population."""
     started = time.perf_counter()
+    memory_budget(max_memory)  # a malformed size fails before the run directory exists
     recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     writer = (lambda record, trainer: run_dir.log_epoch(record.rows)) if run_dir is not None else None
@@ -173,6 +175,7 @@ def search(
         raise ValueError(f"--nested: expected at least 2 outer folds, got {nested}")
     if trials is None and space:
         raise ValueError("search: --space goes with --trials; a grid is given with --grid")
+    memory_budget(max_memory)
     recipe = load_recipe(recipe, overrides)
     if trials is None:
         axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)

@@ -4,6 +4,7 @@ Numeric hyper-parameters (L1/L2 strength, dropout, noise, learning rate, clippin
 momentum, seeds) become member axes of one population: every (candidate, fold) pair trains side by
 side. Structural choices (widths, activation, norm, optimizer, ...) run as separate populations.
 The best candidate is refit on all the pool's rows and scored on the test split, touched once.
+Random and Bayesian search (Optuna) live in `trials.py`; nested cross-validation in `run.py`.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ PRUNERS = {
 """Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
 of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
 
+INTEGER_KEYS = ("seed",)
+"""Numeric keys whose range holds integers."""
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")
 
@@ -71,7 +73,7 @@ class Dimension:
 
 
 def parse_dimension(item: str) -> Dimension:
-    """`KEY=LOW:HIGH` (uniform), `KEY=LOW:HIGH:log` (log-uniform; integers when both ends are) or
+    """`KEY=LOW:HIGH` (uniform), `KEY=LOW:HIGH:log` (log-uniform; integers for `seed`) or
     `KEY=A,B,C` / `KEY=[[16], [32, 32]]` (choices)."""
     key, sep, text = item.partition("=")
     key, text = key.strip(), text.strip()
@@ -88,7 +90,9 @@ def parse_dimension(item: str) -> Dimension:
         low, high = float(parts[0]), float(parts[1])
         if not low < high or (log and low <= 0):
             raise RecipeError(f"--space {key}: expected LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}, got {text!r}")
-        if all(_INTEGER.fullmatch(p) for p in parts[:2]):
+        if key in INTEGER_KEYS:
+            if not all(_INTEGER.fullmatch(p) for p in parts[:2]):
+                raise RecipeError(f"--space {key}: expected an integer range such as 0:99, got {text!r}")
             return Dimension(key, IntDistribution(int(low), int(high), log=log))
         return Dimension(key, FloatDistribution(low, high, log=log))
     try:
