@@ -145,6 +145,7 @@ def test_search_trials_records_every_trial_and_prints_the_pruned_ones(tmp_path, 
     rows = result["candidates"]
     assert [r["trial"] for r in rows] == list(range(8)) and result["grid"] is None
     assert result["trials"]["pruned"] == sum(r["pruned"] for r in rows)
+    assert result["member_epochs"] == result["trials"]["member_epochs"] <= 8 * 3 * 6
     for row in rows:
         assert 1e-7 <= row["train.lr"] <= 1 and row["model.widths"] in ([8], [16])
         assert len(row["cv_accuracy_folds"]) == 3 and 1 <= row["epochs_trained"] <= 6

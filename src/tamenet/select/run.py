@@ -216,6 +216,7 @@ def search(
             "memory": _memory(runs),
             "halving": [r.halving for r in runs] if halving else None,
             "cv_train_time_s": round(sum(r.train_time for r in runs), 3),
+            "member_epochs": sum(sum(r.epochs) for r in runs),
             "candidates": rows,
             "best": rows[best],
         }
