@@ -177,12 +177,12 @@ def cmd_select(args: argparse.Namespace) -> int:
     print(format_table(header, rows, title=title))
     memory = result["memory"]
     chunks = memory["chunks"] if isinstance(memory["chunks"], list) else [memory["chunks"]]
+    needed = f"about {format_size(memory['needed'])} needed" if memory["needed"] else "not estimated (one member)"
     if max(chunks) > 1:
-        print(f"memory: about {format_size(memory['needed'])} needed, budget {format_size(memory['budget'])}: "
+        print(f"memory: {needed}, budget {format_size(memory['budget'])}: "
               f"trained in chunks of up to {memory['chunk_size']} members ({sum(chunks)} chunks)")
     else:
-        print(f"memory: about {format_size(memory['needed'])} needed, budget {format_size(memory['budget'])}: "
-              f"one chunk of {memory['chunk_size']} members")
+        print(f"memory: {needed}, budget {format_size(memory['budget'])}: one chunk of {memory['chunk_size']} members")
     if args.command == "search":
         best = result["best"]
         name = f"trial {best['trial']}" if trials else f"candidate {best['candidate']}"

@@ -313,14 +313,16 @@ def run_cv(
     share = stop_share if needs_stop else 0.0
     expanded = expand_members(recipe, k)
     members = candidates * k
-    n_train = len(folds[0][0])
-    n_stop = int(round(share * len(np.unique(folds[0][0]))))
-    estimate = estimate_memory(expanded, n_in=pool.X.shape[1], n_out=pool.n_outputs, n_pool=len(pool.y),
-                               n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
-                               task=pool.task)
     budget = memory_budget(max_memory)
-    whole = halving_eta is not None or leave is not None
-    size = chunk_size(estimate, members=members, group=k if whole else 1, copies=k, budget=budget)
+    group = k if halving_eta is not None or leave is not None else 1
+    estimate, size = None, members
+    if members > group:  # a population that could be split: price it (a population of one trains as it is)
+        n_train = len(folds[0][0])
+        n_stop = int(round(share * len(np.unique(folds[0][0]))))
+        estimate = estimate_memory(expanded, n_in=pool.X.shape[1], n_out=pool.n_outputs, n_pool=len(pool.y),
+                                   n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
+                                   task=pool.task)
+        size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
     chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
     results = _Scores(members, TASK_METRIC[pool.task])
     trainers, first_rows, reports = [], None, []
@@ -344,8 +346,8 @@ def run_cv(
                             for i, (h, _) in enumerate(reports) for step in h.dropped],
                   "member_epochs": done, "member_epochs_without_halving": full,
                   "compute_saved": 1.0 - done / full if full else 0.0}
-    memory = {"budget": budget, "estimate": estimate.as_dict(), "members": members,
-              "needed": estimate.total(members, k), "chunk_size": size, "chunks": len(chunks)}
+    memory = {"budget": budget, "estimate": estimate.as_dict() if estimate else None, "members": members,
+              "needed": estimate.total(members, k) if estimate else None, "chunk_size": size, "chunks": len(chunks)}
     return CVRun(trainers, first_rows, folds, candidates, expanded, results.values, results.best_epoch,
                  results.diverged_at, results.dropped_at, results.stopped, results.epochs, report, chunks, memory,
                  time.perf_counter() - started)

@@ -106,7 +106,7 @@ def cross_validate(
 def _memory(runs: list[CVRun]) -> dict[str, Any]:
     """The memory budget, the largest estimate and how each population was chunked."""
     return {"budget": runs[0].memory["budget"] if runs else None,
-            "needed": max((r.memory["needed"] for r in runs), default=0),
+            "needed": max((r.memory["needed"] or 0 for r in runs), default=0),
             "chunk_size": max((r.chunk_size for r in runs), default=0),
             "chunks": [len(r.chunks) for r in runs],
             "members": [r.memory["members"] for r in runs]}
