@@ -131,3 +131,63 @@ def test_leave_one_out_on_a_large_pool_exits_2_suggesting_repeated_splits(tmp_pa
                            "--scheme repeated", "1,200")
     assert "leave-1-out" in line
     assert not (tmp_path / "loo").exists()
+
+
+def test_search_trials_records_every_trial_and_prints_the_pruned_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    recipe = {**SMALL, "penalty": {}, "train": {**SMALL["train"], "optimizer": "sgd", "epochs": 6}}
+    code = main(["search", _recipe(tmp_path, recipe), "--trials", "8", "--batch", "4", "--sampler", "random",
+                 "--space", "train.lr=1e-7:1:log", "--space", "model.widths=[[8], [16]]", "--folds", "3",
+                 "--nested", "2", "--out", "trun"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads((tmp_path / "trun" / "search.json").read_text())
+    rows = result["candidates"]
+    assert [r["trial"] for r in rows] == list(range(8)) and result["grid"] is None
+    assert result["trials"]["pruned"] == sum(r["pruned"] for r in rows)
+    assert result["member_epochs"] == result["trials"]["member_epochs"] <= 8 * 3 * 6
+    for row in rows:
+        assert 1e-7 <= row["train.lr"] <= 1 and row["model.widths"] in ([8], [16])
+        assert len(row["cv_accuracy_folds"]) == 3 and 1 <= row["epochs_trained"] <= 6
+        assert row["cv_accuracy_mean"] == pytest.approx(np.mean(row["cv_accuracy_folds"]))
+    assert not result["best"]["pruned"]
+    assert f"best: trial {result['best']['trial']}" in out
+    assert f"{result['trials']['pruned']} pruned" in out
+    nested = result["nested"]
+    assert len(nested["folds"]) == 2 and "nested cv (2 outer folds)" in out
+    assert f"{nested['mean']:.4f} +- {nested['std']:.4f}" in out
+    assert (tmp_path / "trun" / "refit" / "model.pt").is_file()
+
+
+def test_cv_with_a_tiny_memory_budget_trains_in_chunks_and_writes_the_same_scores(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    recipe = _recipe(tmp_path, SMALL)
+    assert main(["cv", recipe, "--folds", "3", "--out", "whole"]) == 0
+    whole_out = capsys.readouterr().out
+    whole = json.loads((tmp_path / "whole" / "cv.json").read_text())
+    assert whole["memory"]["chunks"] == 1 and "one chunk of 6 members" in whole_out
+    per_member = whole["memory"]["estimate"]["per_member"]
+    budget = 2 * per_member + 3 * whole["memory"]["estimate"]["shared"]
+    assert main(["cv", recipe, "--folds", "3", "--max-memory", str(budget), "--out", "chunked"]) == 0
+    out = capsys.readouterr().out
+    chunked = json.loads((tmp_path / "chunked" / "cv.json").read_text())
+    assert chunked["memory"]["chunk_size"] == 2 and chunked["memory"]["chunks"] == 3
+    assert "trained in chunks of up to 2 members (3 chunks)" in out
+    assert chunked["candidates"] == whole["candidates"]
+    assert chunked["per_member"] == whole["per_member"]
+    assert read_metrics(tmp_path / "chunked") and len(read_metrics(tmp_path / "chunked")) == len(
+        read_metrics(tmp_path / "whole"))
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--trials", "3"], ["--space"]),
+    (["--trials", "3", "--space", "train.lr=1:0.1"], ["--space train.lr", "LOW < HIGH"]),
+    (["--grid", "penalty.l2=0,1", "--max-memory", "2XB"], ["--max-memory", "2GB"]),
+    (["--grid", "penalty.l2=0,1", "--nested", "1"], ["--nested", "at least 2"]),
+    (["--trials", "3", "--space", "train.lr=1e-3:1", "--halving"], ["--halving", "--pruner"]),
+])
+def test_search_option_mistakes_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, needles):
+    monkeypatch.chdir(tmp_path)
+    recipe = _recipe(tmp_path, {**SMALL, "penalty": {}})
+    _one_line_error(capsys, ["search", recipe, *argv, "--out", "bad"], *needles)
+    assert not (tmp_path / "bad").exists()

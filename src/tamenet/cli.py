@@ -2,7 +2,8 @@
 
     tamenet train [RECIPE.yaml] [--set key=value ...] [--out DIR] [--resume DIR]
     tamenet cv [RECIPE.yaml] [--scheme kfold|stratified|repeated|bootstrap|lpo|loo|holdout] [--folds K]
-    tamenet search [RECIPE.yaml] --grid KEY=VALUES ... [--folds K] [--scheme ...]
+    tamenet search [RECIPE.yaml] --grid KEY=VALUES ... [--folds K] [--scheme ...] [--nested K]
+    tamenet search [RECIPE.yaml] --trials N --space KEY=LOW:HIGH[:log] ... [--sampler tpe|random] [--nested K]
     tamenet evaluate RUN_DIR
     tamenet predict RUN_DIR --input FILE.csv [--output OUT.csv] [--member K] [--mc T]
     tamenet datasets
@@ -25,7 +26,9 @@ import yaml
 
 from .config import RecipeError
 from .select.cv import STOP_SHARE
+from .select.memory import MEMORY_ENV
 from .select.splits import MAX_SPLITS, SCHEMES
+from .select.trials import BATCH, PRUNERS, SAMPLERS
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
 USER_ERRORS = (RecipeError, ValueError, TypeError, FileNotFoundError, KeyError, yaml.YAMLError)
@@ -45,12 +48,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
 
     for name, text in (("cv", "cross-validate a recipe, all folds trained as one population"),
-                       ("search", "grid search with cross-validation; the best candidate refit and tested once")):
+                       ("search", "grid or Optuna search with cross-validation; the best candidate refit and tested once")):
         sel = sub.add_parser(name, help=text)
         sel.add_argument("recipe", nargs="?", help="a YAML recipe file (default: the default job)")
         if name == "search":
-            sel.add_argument("--grid", action="append", required=True, metavar="KEY=VALUES",
+            how = sel.add_mutually_exclusive_group(required=True)
+            how.add_argument("--grid", action="append", metavar="KEY=VALUES",
                              help="values: 0,0.2,0.5 or a log range 1e-6:1e6:13 or a YAML list (repeatable)")
+            how.add_argument("--trials", type=int, metavar="N", help="Optuna trials over the --space")
+            sel.add_argument("--space", action="append", default=[], metavar="KEY=RANGE",
+                             help="with --trials: LOW:HIGH, LOW:HIGH:log, or choices A,B,C / a YAML list (repeatable)")
+            sel.add_argument("--sampler", default="tpe", choices=list(SAMPLERS), help="Optuna sampler (default tpe)")
+            sel.add_argument("--pruner", default="median", choices=list(PRUNERS),
+                             help="stops poor trials early (default median)")
+            sel.add_argument("--batch", type=int, default=BATCH,
+                             help=f"trials trained together as one population (default {BATCH})")
+            sel.add_argument("--nested", type=int, metavar="K_OUTER",
+                             help="nested cross-validation: an unbiased estimate of the whole search over K_OUTER outer folds")
             sel.add_argument("--no-refit", action="store_true", help="skip refitting the best candidate")
         sel.add_argument("--scheme", default="kfold", choices=list(SCHEMES),
                          help="validation scheme (default kfold; stratified keeps class shares)")
@@ -61,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="share of each fold's training rows that decides early stopping (default 0.2)")
         sel.add_argument("--halving", type=int, nargs="?", const=3, metavar="ETA",
                          help="successive halving: keep the best 1/ETA of the candidates at each rung (default ETA 3)")
+        sel.add_argument("--max-memory", metavar="SIZE",
+                         help=f"memory budget of a population, e.g. 2GB (default ${MEMORY_ENV} or half the RAM); "
+                              "larger populations train in chunks")
         sel.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         sel.add_argument("--out", help="run directory to write (default runs/<name>-<command>-<time>)")
         sel.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -136,32 +153,57 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     from .recipes import load_recipe
     from .select import cross_validate, search
+    from .select.memory import format_size
     from .track import format_table
 
     recipe = load_recipe(args.recipe, args.overrides)
     out = Path(args.out) if args.out else _default_out(f"{recipe.name or 'run'}-{args.command}")
     options = dict(scheme=args.scheme, folds=args.folds, p=args.p, max_splits=args.max_splits,
-                   stop_share=args.stop_share, halving=args.halving, out=out)
+                   stop_share=args.stop_share, halving=args.halving, out=out, max_memory=args.max_memory)
     if args.command == "cv":
         result = cross_validate(recipe, **options)
     else:
-        result = search(recipe, grid=args.grid, refit=not args.no_refit, **options)
+        result = search(recipe, grid=args.grid, trials=args.trials, space=args.space, sampler=args.sampler,
+                        pruner=args.pruner, batch=args.batch, nested=args.nested, refit=not args.no_refit, **options)
     metric = result["metric"]
-    keys = list(result["grid"]) if args.command == "search" else []
+    trials = result.get("trials")
+    keys = (list(result["grid"]) if result.get("grid") else list(trials["space"])) if args.command == "search" else []
     halved = bool(result.get("halving"))
-    header = ["candidate", *keys, f"train {metric}", f"cv {metric} mean", "std", *(["dropped at epoch"] if halved else [])]
-    rows = [[row["candidate"], *[row[k] for k in keys], row[f"train_{metric}_mean"], row[f"cv_{metric}_mean"],
-             row[f"cv_{metric}_std"], *([row.get("dropped_at_epoch")] if halved else [])]
+    extra = ["dropped at epoch"] if halved else ["epochs", "pruned"] if trials else []
+    header = [*(["trial"] if trials else ["candidate"]), *keys, f"train {metric}", f"cv {metric} mean", "std", *extra]
+    rows = [[row["trial"] if trials else row["candidate"], *[row[k] for k in keys], row[f"train_{metric}_mean"],
+             row[f"cv_{metric}_mean"], row[f"cv_{metric}_std"],
+             *([row.get("dropped_at_epoch")] if halved else [row["epochs_trained"], row["pruned"]] if trials else [])]
             for row in result["candidates"]]
     title = f"{result['dataset']}: {result['scheme']}, {result['folds']} folds, {result['members']} members"
     print(format_table(header, rows, title=title))
+    memory = result["memory"]
+    chunks = memory["chunks"] if isinstance(memory["chunks"], list) else [memory["chunks"]]
+    needed = f"about {format_size(memory['needed'])} needed" if memory["needed"] else "not estimated (one member)"
+    if max(chunks) > 1:
+        print(f"memory: {needed}, budget {format_size(memory['budget'])}: "
+              f"trained in chunks of up to {memory['chunk_size']} members ({sum(chunks)} chunks)")
+    else:
+        print(f"memory: {needed}, budget {format_size(memory['budget'])}: one chunk of {memory['chunk_size']} members")
     if args.command == "search":
         best = result["best"]
-        print(f"best: candidate {best['candidate']} ({', '.join(f'{k}={best[k]}' for k in keys)}), "
+        name = f"trial {best['trial']}" if trials else f"candidate {best['candidate']}"
+        print(f"best: {name} ({', '.join(f'{k}={best[k]}' for k in keys)}), "
               f"cv {metric} {best[f'cv_{metric}_mean']:.4f} +- {best[f'cv_{metric}_std']:.4f}")
+        if trials:
+            print(f"{trials['count']} trials ({trials['sampler']}, batches of {trials['batch']}): "
+                  f"{trials['pruned']} pruned, {trials['failed']} failed; "
+                  f"{trials['member_epochs']} of {trials['member_epochs_without_pruning']} member-epochs trained")
         for report in result.get("halving") or []:
             print(f"successive halving: rungs at epochs {report['rungs']}, "
                   f"{report['compute_saved']:.0%} of the member-epochs saved")
+        if result.get("nested"):
+            nested = result["nested"]
+            print(f"nested cv ({nested['outer_folds']} outer folds): {metric} {nested['mean']:.4f} +- {nested['std']:.4f} "
+                  f"(the inner searches' best scores averaged {nested['inner_best_mean']:.4f})")
+            for fold in nested["folds"]:
+                chosen = ", ".join(f"{k}={v}" for k, v in fold["chosen"].items())
+                print(f"  outer fold {fold['outer_fold']}: chose {chosen}; outer {metric} {fold['outer'][metric]:.4f}")
         if "refit" in result and result["refit"].get("test"):
             print(f"refit on all training rows: test {metric} {result['refit']['test'][metric]:.4f}")
     print(f"wall time {result['wall_time_s']:.1f} s; run directory: {result['run_dir']}")

@@ -3,6 +3,8 @@
 Nothing leaks from the rows a fold scores: the scaler is fitted on the fold's training rows only,
 and early stopping watches a stopping set carved from the fold's training rows, never the scored
 rows. The test split of the recipe is set aside before any fold is drawn and is not touched here.
+A population larger than the memory budget trains in chunks of members, one after another, with
+the same results (see `memory.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..train import TASK_METRIC, EpochRecord, Trainer, evaluate, member_seeds
 from ..train.hyper import member_table
 from ..train.member_data import MemberData
 from .halving import Halving, halving_rungs
+from .memory import chunk_size, estimate_memory, memory_budget
 from .splits import Fold
 
 STOP_SHARE = 0.2
@@ -67,6 +70,18 @@ def expand_members(recipe: Recipe, repeat: int) -> Recipe:
         if isinstance(value, list) and len(value) == candidates and path != "seed":
             _set_path(raw, path, [v for v in value for _ in range(repeat)])
     raw["seed"] = [s for s in member_seeds(recipe) for _ in range(repeat)]  # M = candidates x repeat
+    return check_recipe(parse(Recipe, raw))
+
+
+def select_members(recipe: Recipe, ids: list[int]) -> Recipe:
+    """The recipe of these members only: every per-member list of length M cut to `ids`, seeds listed."""
+    raw = to_dict(recipe)
+    members = population_size(recipe)
+    for path, value in per_member_values(recipe).items():
+        if isinstance(value, list) and len(value) == members and members > 1 and path != "seed":
+            _set_path(raw, path, [value[i] for i in ids])
+    seeds = member_seeds(recipe)
+    raw["seed"] = [seeds[i] for i in ids]
     return check_recipe(parse(Recipe, raw))
 
 
@@ -120,12 +135,20 @@ class FoldRows:
 
 
 def fold_rows(
-    pool: Pool, folds: list[Fold], *, candidates: int, standardize: bool, stop_share: float, seed: int
+    pool: Pool, folds: list[Fold], *, candidates: int, standardize: bool, stop_share: float, seed: int,
+    members: list[int] | None = None,
 ) -> FoldRows:
-    """Per-fold scaled copies of the pool and the rows of member c * K + f (candidate c, fold f)."""
+    """Per-fold scaled copies of the pool and the rows of member c * K + f (candidate c, fold f).
+
+    `members` (default: all candidates x folds) names the members to hold, e.g. one chunk of them;
+    only the folds they use get a scaled copy.
+    """
     k = len(folds)
-    xs, ys, stds, fits, stops = [], [], [], [], []
-    for f, (train, _) in enumerate(folds):
+    members = list(range(candidates * k)) if members is None else list(members)
+    used = sorted({m % k for m in members})
+    xs, ys, stds, fits, stops = [], [], [], {}, {}
+    for f in used:
+        train = folds[f][0]
         scaler = Standardizer.fit(pool.X[train]) if standardize else None
         xs.append(pool.X if scaler is None else scaler.transform(pool.X))
         if pool.task == "regression":
@@ -135,28 +158,26 @@ def fold_rows(
         else:
             ys.append(pool.y)
             stds.append(1.0)
-        fit_rows, stop_rows = _stop_split(train, pool.y, pool.task, stop_share, seed)
-        fits.append(fit_rows)
-        stops.append(stop_rows)
-    if len({len(r) for r in fits}) != 1:
-        raise ValueError(f"every fold must train on the same number of rows, got {sorted({len(r) for r in fits})}")
+        fits[f], stops[f] = _stop_split(train, pool.y, pool.task, stop_share, seed)
+    if len({len(r) for r in fits.values()}) != 1:
+        raise ValueError(f"every fold must train on the same number of rows, got {sorted({len(r) for r in fits.values()})}")
     y_dtype = torch.int64 if pool.task == "classification" else torch.float32
-    members = candidates * k
-    fold_of = torch.tensor([m % k for m in range(members)])
-    stop, stop_w = _padded([stops[f] for f in fold_of.tolist()])
-    scored, scored_w = _padded([folds[f][1] for f in fold_of.tolist()])
+    fold_of = [m % k for m in members]
+    copy = {f: i for i, f in enumerate(used)}
+    stop, stop_w = _padded([stops[f] for f in fold_of])
+    scored, scored_w = _padded([folds[f][1] for f in fold_of])
     data = MemberData(
         task=pool.task,
         X=torch.from_numpy(np.stack(xs).astype(np.float32)),
         y=torch.from_numpy(np.stack(ys)).to(y_dtype),
-        fold=fold_of,
-        train=torch.from_numpy(np.stack([fits[f] for f in fold_of.tolist()])),
+        fold=torch.tensor([copy[f] for f in fold_of]),
+        train=torch.from_numpy(np.stack([fits[f] for f in fold_of])),
         val=stop,
         val_weight=stop_w,
-        target_std=torch.tensor([stds[f] for f in fold_of.tolist()], dtype=torch.float64),
+        target_std=torch.tensor([stds[copy[f]] for f in fold_of], dtype=torch.float64),
     )
-    return FoldRows(data, scored, scored_w, [len(r) for r in fits], [len(r) for r in stops],
-                    [len(s) for _, s in folds])
+    return FoldRows(data, scored, scored_w, [len(fits[f]) for f in used], [len(stops[f]) for f in used],
+                    [len(folds[f][1]) for f in used])
 
 
 def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,31 +192,69 @@ def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass
 class CVRun:
-    """A trained cross-validation population and its per-member results (indexed by the original member number)."""
+    """A trained cross-validation population and its per-member results (indexed by the original member number).
 
-    trainer: Trainer
-    rows: FoldRows
+    A population too large for the memory budget trains as several chunks of members, one after
+    another: `trainers` holds one trainer per chunk (`trainer` is the first; a chunk keeps only its
+    history and loop state once done, its weights are freed), `history` all of them.
+    """
+
+    trainers: list[Trainer]
+    rows: FoldRows  # the first chunk's rows
     folds: list[Fold]
     candidates: int
+    recipe: Recipe  # the expanded recipe: member c * K + f is candidate c on fold f
     scores: dict[str, dict[str, list[float]]]  # split ("fit", "scored") -> {"loss": [M], metric: [M]}
     best_epoch: list[int]
     diverged_at: list[int | None]
-    dropped_at: list[int | None]  # the halving rung that removed the member, if any
+    dropped_at: list[int | None]  # the halving rung (or pruning epoch) that removed the member, if any
     stopped: list[bool]  # stopped early
+    epochs: list[int]  # epochs the member trained
     halving: dict[str, Any] | None
+    chunks: list[list[int]]  # the members of each chunk, in training order
+    memory: dict[str, Any]  # the estimate, the budget and the chunk size
     wall_time: float
+
+    @property
+    def trainer(self) -> Trainer:
+        return self.trainers[0]
+
+    @property
+    def chunk_size(self) -> int:
+        return max(len(c) for c in self.chunks)
+
+    @property
+    def history(self) -> list[dict]:
+        """Every chunk's metrics rows, ordered as one population would write them (epoch, then member)."""
+        rows = [row for t in self.trainers for row in t.history]
+        return rows if len(self.trainers) == 1 else sorted(rows, key=lambda r: (r["epoch"], r["member"]))
+
+    @property
+    def train_time(self) -> float:
+        return sum(t.state.wall_time for t in self.trainers)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(t.state.interrupted for t in self.trainers)
 
 
 class _Scores:
     """Per original member: fit and scored loss/metric, best epoch, divergence; filled as members finish."""
 
-    def __init__(self, rows: FoldRows, members: int, metric: str) -> None:
-        self.rows, self.metric = rows, metric
+    def __init__(self, members: int, metric: str) -> None:
+        self.metric = metric
         self.values = {split: {q: [math.nan] * members for q in ("loss", metric)} for split in ("fit", "scored")}
         self.best_epoch: list[int] = [0] * members
         self.diverged_at: list[int | None] = [None] * members
         self.dropped_at: list[int | None] = [None] * members
         self.stopped: list[bool] = [False] * members
+        self.epochs: list[int] = [0] * members
+        self.rows: FoldRows | None = None
+        self.position: dict[int, int] = {}
+
+    def bind(self, rows: FoldRows, members: list[int]) -> None:
+        """The chunk being trained: its rows, and where each of its original members sits in them."""
+        self.rows, self.position = rows, {m: i for i, m in enumerate(members)}
 
     @torch.no_grad()
     def record(self, trainer: Trainer, indices: list[int], *, restore: bool) -> None:
@@ -204,10 +263,10 @@ class _Scores:
         if restore:
             trainer.restore_best()
         data, ids = trainer.data, [trainer.member_ids[i] for i in indices]
-        original = torch.tensor(trainer.member_ids)
+        local = torch.tensor([self.position[m] for m in trainer.member_ids])
         copy = data.fold.unsqueeze(1)
         splits = {"fit": (data.train.expand(trainer.members, -1), None),
-                  "scored": (self.rows.scored[original], self.rows.scored_weight[original])}
+                  "scored": (self.rows.scored[local], self.rows.scored_weight[local])}
         for name, (index, weight) in splits.items():
             loss, value = evaluate(trainer.model, data.X[copy, index], data.y[copy, index], data.task,
                                    target_std=data.target_std, weight=weight)
@@ -218,8 +277,13 @@ class _Scores:
             self.best_epoch[member] = trainer.state.best_epoch[i]
             self.diverged_at[member] = trainer.state.diverged_at[i]
             self.stopped[member] = trainer.state.stopped[i]
+            self.epochs[member] = trainer.state.epoch
         if saved is not None:
             trainer.model.load_state_dict(saved)
+
+
+Leave = Callable[[EpochRecord, Trainer], list[int]]
+"""A callback that names the members (current indices) that leave the population after this epoch."""
 
 
 def run_cv(
@@ -230,63 +294,122 @@ def run_cv(
     stop_share: float = STOP_SHARE,
     halving_eta: int | None = None,
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
+    leave: Leave | None = None,
+    max_memory: str | int | None = None,
 ) -> CVRun:
     """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once.
 
-    With `halving_eta`, successive halving drops the worse candidates at rungs (see `halving.py`).
+    With `halving_eta`, successive halving drops the worse candidates at rungs (see `halving.py`);
+    `leave` names members to drop after an epoch (e.g. Optuna's pruner); both drop whole candidates.
+    When the population does not fit in `max_memory` (see `memory.memory_budget`), its members
+    train in chunks one after another (whole candidates when halving or `leave` compares them).
+    Chunked results equal unchunked ones, except that successive halving then ranks candidates
+    within their chunk (each chunk is its own halving run, with rungs for its own candidate count).
     """
     started = time.perf_counter()
-    candidates = population_size(recipe)
+    candidates, k = population_size(recipe), len(folds)
     es = recipe.train.early_stopping
     needs_stop = es.patience is not None or es.restore_best
-    rows = fold_rows(
-        pool, folds, candidates=candidates, standardize=recipe.data.standardize,
-        stop_share=stop_share if needs_stop else 0.0, seed=recipe.data.seed,
-    )
-    if needs_stop and not rows.data.has_val:
+    share = stop_share if needs_stop else 0.0
+    expanded = expand_members(recipe, k)
+    members = candidates * k
+    budget = memory_budget(max_memory)
+    group = k if halving_eta is not None or leave is not None else 1
+    estimate, size = None, members
+    if members > group:  # a population that could be split: price it (a population of one trains as it is)
+        n_train = len(folds[0][0])
+        n_stop = int(round(share * len(np.unique(folds[0][0]))))
+        estimate = estimate_memory(expanded, n_in=pool.X.shape[1], n_out=pool.n_outputs, n_pool=len(pool.y),
+                                   n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
+                                   task=pool.task)
+        size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
+    chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
+    results = _Scores(members, TASK_METRIC[pool.task])
+    trainers, first_rows, reports = [], None, []
+    for ids in chunks:
+        trainer, rows, halving = _train_chunk(expanded, ids, pool, folds, share=share, results=results,
+                                              halving_eta=halving_eta, callbacks=callbacks, leave=leave)
+        trainers.append(trainer)
+        first_rows = first_rows or rows
+        if len(chunks) > 1:
+            _release(trainer)
+        if halving is not None:
+            reports.append((halving, len(ids) * trainer.state.epoch))
+        if trainer.state.interrupted:
+            break
+    report = None
+    if halving_eta is not None:
+        done = sum(h.member_epochs for h, _ in reports)
+        full = sum(f for _, f in reports)
+        report = {"eta": halving_eta, "rungs": sorted({r for h, _ in reports for r in h.rungs}),
+                  "steps": [{**step, "chunk": i} if len(reports) > 1 else step
+                            for i, (h, _) in enumerate(reports) for step in h.dropped],
+                  "member_epochs": done, "member_epochs_without_halving": full,
+                  "compute_saved": 1.0 - done / full if full else 0.0}
+    memory = {"budget": budget, "estimate": estimate.as_dict() if estimate else None, "members": members,
+              "needed": estimate.total(members, k) if estimate else None, "chunk_size": size, "chunks": len(chunks)}
+    return CVRun(trainers, first_rows, folds, candidates, expanded, results.values, results.best_epoch,
+                 results.diverged_at, results.dropped_at, results.stopped, results.epochs, report, chunks, memory,
+                 time.perf_counter() - started)
+
+
+def _release(trainer: Trainer) -> None:
+    """A finished chunk keeps its history and loop state; its weights, optimizer state and rows are freed."""
+    trainer.model = trainer.optimizer = trainer.data = trainer.validation = None
+    trainer.roles, trainer.penalized, trainer.best_state = [], [], {}
+
+
+def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold], *, share: float,
+                 results: _Scores, halving_eta: int | None, callbacks, leave: Leave | None):
+    """Train members `ids` of the expanded recipe as one population; their scores land in `results`."""
+    k = len(folds)
+    sub = select_members(expanded, ids)
+    rows = fold_rows(pool, folds, candidates=0, members=ids, standardize=sub.data.standardize,
+                     stop_share=share, seed=sub.data.seed)
+    if share > 0 and not rows.data.has_val:
         raise RecipeError("early stopping needs a stopping set: use a stop share > 0")
-    expanded = expand_members(recipe, len(folds))
-    seeds = member_seeds(expanded)
-    torch.manual_seed(seeds[0])
-    model = build_model(expanded.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds)
-    members = model.members
-    results = _Scores(rows, members, TASK_METRIC[pool.task])
+    results.bind(rows, ids)
+    seeds = member_seeds(sub)
+    torch.manual_seed(member_seeds(expanded)[0])
+    model = build_model(sub.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds)
+    restore = sub.train.early_stopping.restore_best
     halving = None
     if halving_eta is not None:
         def on_drop(trainer: Trainer, indices: list[int]) -> None:
-            results.record(trainer, indices, restore=expanded.train.early_stopping.restore_best)
+            results.record(trainer, indices, restore=restore)
             for i in indices:
                 results.dropped_at[trainer.member_ids[i]] = trainer.state.epoch
 
-        rungs = halving_rungs(expanded.train.epochs, candidates, halving_eta)
-        halving = Halving(rungs, len(folds), halving_eta, on_drop)
-    def prune(record: EpochRecord, trainer: Trainer) -> None:
-        """Members that stopped early or diverged leave the population: they cost no more compute."""
-        state = trainer.state
-        done = [i for i in range(trainer.members) if state.stopped[i] or state.diverged_at[i] is not None]
-        if done and len(done) < trainer.members:
-            results.record(trainer, done, restore=expanded.train.early_stopping.restore_best)
-            trainer.keep_members([i for i in range(trainer.members) if i not in done])
+        chunk_candidates = len({m // k for m in ids})
+        halving = Halving(halving_rungs(sub.train.epochs, chunk_candidates, halving_eta), k, halving_eta, on_drop)
 
-    trainer = Trainer(model, rows.data, expanded,
-                      callbacks=[*(callbacks or []), *([halving] if halving else []), prune])
+    def prune(record: EpochRecord, trainer: Trainer) -> None:
+        """Members that stopped early, diverged or were named by `leave` go: they cost no more compute."""
+        state = trainer.state
+        left = sorted(set(leave(record, trainer))) if leave is not None else []
+        for i in left:
+            results.dropped_at[trainer.member_ids[i]] = state.epoch
+        done = [i for i in range(trainer.members)
+                if state.stopped[i] or state.diverged_at[i] is not None or i in left]
+        if done and len(done) < trainer.members:
+            results.record(trainer, done, restore=restore)
+            trainer.keep_members([i for i in range(trainer.members) if i not in done])
+        elif left:  # every member left: the loop ends, they are scored with the rest at the end
+            for i in left:
+                state.stopped[i] = True
+
+    trainer = Trainer(model, rows.data, sub, callbacks=[*(callbacks or []), *([halving] if halving else []), prune])
+    trainer.member_ids = list(ids)  # original member numbers: metrics rows and scores use them
     trainer.run()  # restores the best weights of the members still there
     results.record(trainer, list(range(trainer.members)), restore=False)
-    report = None
-    if halving is not None:
-        full = members * trainer.state.epoch
-        report = {"eta": halving_eta, "rungs": halving.rungs, "steps": halving.dropped,
-                  "member_epochs": halving.member_epochs, "member_epochs_without_halving": full,
-                  "compute_saved": 1.0 - halving.member_epochs / full if full else 0.0}
-    return CVRun(trainer, rows, folds, candidates, results.values, results.best_epoch, results.diverged_at,
-                 results.dropped_at, results.stopped, report, time.perf_counter() - started)
+    return trainer, rows, halving
 
 
 def candidate_table(run: CVRun) -> list[dict[str, Any]]:
     """Per candidate: its numbers, scored loss and metric per fold, mean and standard deviation over folds."""
     k = len(run.folds)
     metric = TASK_METRIC[run.rows.data.task]
-    hyper = member_table(run.trainer.recipe)
+    hyper = member_table(run.recipe)
     out = []
     for c in range(run.candidates):
         members = range(c * k, (c + 1) * k)
@@ -301,6 +424,7 @@ def candidate_table(run: CVRun) -> list[dict[str, Any]]:
                     entry[f"cv_{quantity}_folds"] = values.tolist()
         entry["best_epochs"] = [run.best_epoch[m] for m in members]
         entry["diverged_folds"] = [m - c * k for m in members if run.diverged_at[m] is not None]
-        entry["dropped_at_epoch"] = run.dropped_at[c * k]
+        entry["dropped_at_epoch"] = next((run.dropped_at[m] for m in members if run.dropped_at[m] is not None), None)
+        entry["epochs_trained"] = max(run.epochs[m] for m in members)
         out.append(entry)
     return out

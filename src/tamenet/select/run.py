@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import Recipe, to_dict
 from ..recipes import load_recipe
+from ..registry import lookup
 from ..track import RunDir
-from ..train import TASK_METRIC
-from .cv import STOP_SHARE, CVRun, candidate_table, make_pool, run_cv
+from ..train import TASK_METRIC, member_seeds
+from .cv import STOP_SHARE, CVRun, Pool, candidate_table, make_pool, run_cv
+from .memory import memory_budget
 from .plots import plot_cv, plot_path
 from .search import best_index, candidate_recipe, parse_grid, run_search
-from .splits import MAX_SPLITS, make_folds
+from .splits import MAX_SPLITS, kfold, make_folds
+from .trials import BATCH, PRUNERS, SAMPLERS, parse_space, run_trials
 
 
 def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
@@ -31,7 +37,7 @@ def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_split
 
 def _sizes(run: CVRun, pool) -> dict[str, Any]:
     return {"pool": len(pool.y), "test_set_aside": pool.test_rows, "fit": run.rows.fit_sizes[0],
-            "stop": run.rows.stop_sizes[0], "scored": sorted(set(run.rows.scored_sizes))}
+            "stop": run.rows.stop_sizes[0], "scored": sorted({len(scored) for _, scored in run.folds})}
 
 
 def _member_rows(run: CVRun, metric: str) -> list[dict]:
@@ -48,6 +54,7 @@ def _member_rows(run: CVRun, metric: str) -> list[dict]:
 def cross_validate(
     recipe: Recipe | dict | str | Path | None = None,
     *,
+    max_memory: str | int | None = None,
     scheme: str = "kfold",
     folds: int = 10,
     p: int = 2,
@@ -60,11 +67,13 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Cross-validate the recipe (every per-member list a candidate) with all folds trained as one population."""
     started = time.perf_counter()
+    memory_budget(max_memory)  # a malformed size fails before the run directory exists
     recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     writer = (lambda record, trainer: run_dir.log_epoch(record.rows)) if run_dir is not None else None
     try:
-        run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, callbacks=[*([writer] if writer else []), *(callbacks or [])])
+        run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, max_memory=max_memory,
+                     callbacks=[*([writer] if writer else []), *(callbacks or [])])
     except BaseException as err:
         if run_dir is not None:
             run_dir.finish("failed", message=f"{type(err).__name__}: {err}")
@@ -81,8 +90,9 @@ def cross_validate(
         "candidates": candidate_table(run),
         "halving": run.halving,
         "per_member": _member_rows(run, metric),
-        "interrupted": run.trainer.state.interrupted,
-        "train_time_s": round(run.trainer.state.wall_time, 3),
+        "memory": run.memory,
+        "interrupted": run.interrupted,
+        "train_time_s": round(run.train_time, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     if run_dir is not None:
@@ -93,10 +103,52 @@ def cross_validate(
     return result
 
 
+def _memory(runs: list[CVRun]) -> dict[str, Any]:
+    """The memory budget, the largest estimate and how each population was chunked."""
+    return {"budget": runs[0].memory["budget"] if runs else None,
+            "needed": max((r.memory["needed"] or 0 for r in runs), default=0),
+            "chunk_size": max((r.chunk_size for r in runs), default=0),
+            "chunks": [len(r.chunks) for r in runs],
+            "members": [r.memory["members"] for r in runs]}
+
+
+def _nested(recipe: Recipe, pool: Pool, outer_k: int, choose, keys: list[str], *, scheme: str, folds: int, p: int,
+            max_splits: int, stop_share: float, max_memory) -> dict[str, Any]:
+    """Nested cross-validation: per outer fold, the whole search on its training rows only, then the chosen
+    candidate trained on those rows and scored once on the outer held-out rows (an unbiased estimate)."""
+    metric = TASK_METRIC[pool.task]
+    stratify = pool.task == "classification" and recipe.data.stratify
+    outer = kfold(pool.y, k=outer_k, seed=recipe.data.seed, stratify=stratify)
+    records = []
+    for i, (train, held) in enumerate(outer):
+        inner = Pool(pool.X[train], pool.y[train], pool.task, pool.n_outputs, pool.name, pool.test_rows)
+        inner_folds = make_folds(scheme, inner.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
+                                 stratify=stratify, p=p, max_splits=max_splits)
+        rows, _ = choose(inner, inner_folds)
+        best = rows[best_index(rows, metric)]
+        final = run_cv(candidate_recipe(recipe, best, keys), pool, [(train, held)], stop_share=stop_share,
+                       max_memory=max_memory)
+        records.append({"outer_fold": i, "chosen": {k: best[k] for k in keys}, "inner_candidates": len(rows),
+                        "inner_cv_mean": best[f"cv_{metric}_mean"], "inner_cv_std": best[f"cv_{metric}_std"],
+                        "outer": {q: final.scores["scored"][q][0] for q in ("loss", metric)},
+                        "train_rows": len(train), "scored_rows": len(held)})
+    scores = np.array([r["outer"][metric] for r in records])
+    inner = np.array([r["inner_cv_mean"] for r in records])
+    return {"outer_folds": outer_k, "outer_scheme": "stratified" if stratify else "kfold", "metric": metric,
+            "mean": float(scores.mean()), "std": float(scores.std(ddof=1)) if outer_k > 1 else 0.0,
+            "inner_best_mean": float(inner.mean()), "folds": records}
+
+
 def search(
     recipe: Recipe | dict | str | Path | None = None,
     *,
-    grid: list[str] | dict[str, list],
+    grid: list[str] | dict[str, list] | None = None,
+    trials: int | None = None,
+    space: list[str] | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    batch: int = BATCH,
+    nested: int | None = None,
     scheme: str = "kfold",
     folds: int = 10,
     p: int = 2,
@@ -107,17 +159,48 @@ def search(
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     callbacks=None,
+    max_memory: str | int | None = None,
 ) -> dict[str, Any]:
-    """Grid search: every candidate cross-validated (numeric axes as members), the best refit and tested once."""
+    """Grid search (`grid`) or Optuna trials (`trials` over `space`): every candidate cross-validated (numeric
+    values as members), the best refit and tested once; `nested` K adds a nested-CV estimate over K outer folds."""
     from ..api import fit
 
     started = time.perf_counter()
-    axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
-    recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
+    if (grid is None) == (trials is None):
+        raise ValueError("search: expected either a grid (--grid) or a number of trials (--trials), "
+                         f"got {'both' if grid is not None else 'neither'}")
+    if trials is not None and halving:
+        raise ValueError("search: --halving applies to --grid; trials are stopped early by Optuna's pruner (--pruner)")
+    if nested is not None and nested < 2:
+        raise ValueError(f"--nested: expected at least 2 outer folds, got {nested}")
+    if trials is None and space:
+        raise ValueError("search: --space goes with --trials; a grid is given with --grid")
+    memory_budget(max_memory)
+    recipe = load_recipe(recipe, overrides)
+    if trials is None:
+        axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
+        keys = list(axes)
+    else:
+        dims = parse_space(space or [], recipe)
+        keys = [d.key for d in dims]
+        lookup(SAMPLERS, sampler, "sampler")
+        lookup(PRUNERS, pruner, "pruner")
+    recipe, pool, fold_list, run_dir = _start(recipe, None, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
+    studies = []
+
+    def choose(pool_: Pool, folds_: list) -> tuple[list[dict], list[CVRun]]:
+        if trials is None:
+            return run_search(recipe, axes, pool_, folds_, stop_share=stop_share, halving_eta=halving,
+                              callbacks=callbacks, max_memory=max_memory)
+        rows_, runs_, study = run_trials(recipe, dims, pool_, folds_, trials=trials, batch=batch, sampler=sampler,
+                                         pruner=pruner, seed=member_seeds(recipe)[0], stop_share=stop_share,
+                                         callbacks=callbacks, max_memory=max_memory)
+        studies.append(study)
+        return rows_, runs_
+
     try:
-        rows, runs = run_search(recipe, axes, pool, fold_list, stop_share=stop_share, halving_eta=halving,
-                                callbacks=callbacks)
+        rows, runs = choose(pool, fold_list)
         metric = TASK_METRIC[pool.task]
         best = best_index(rows, metric)
         result: dict[str, Any] = {
@@ -126,18 +209,31 @@ def search(
             "task": pool.task,
             "metric": metric,
             "dataset": pool.name,
-            "grid": {k: list(v) for k, v in axes.items()},
+            "grid": {k: list(v) for k, v in axes.items()} if trials is None else None,
             "sizes": _sizes(runs[0], pool),
             "populations": len(runs),
             "members": sum(len(r.best_epoch) for r in runs),
+            "memory": _memory(runs),
             "halving": [r.halving for r in runs] if halving else None,
-            "cv_train_time_s": round(sum(r.trainer.state.wall_time for r in runs), 3),
+            "cv_train_time_s": round(sum(r.train_time for r in runs), 3),
+            "member_epochs": sum(sum(r.epochs) for r in runs),
             "candidates": rows,
             "best": rows[best],
         }
+        if trials is not None:
+            result["trials"] = {"count": trials, "batch": batch, "sampler": sampler, "pruner": pruner,
+                                "seed": member_seeds(recipe)[0],
+                                "space": {d.key: repr(d.distribution) for d in dims},
+                                "pruned": sum(r["pruned"] for r in rows),
+                                "failed": sum(not math.isfinite(r[f"cv_{metric}_mean"]) for r in rows),
+                                "member_epochs": sum(sum(r.epochs) for r in runs),
+                                "member_epochs_without_pruning": len(rows) * len(fold_list) * recipe.train.epochs}
+        if nested is not None:
+            result["nested"] = _nested(recipe, pool, nested, choose, keys, scheme=scheme, folds=folds, p=p,
+                                       max_splits=max_splits, stop_share=stop_share, max_memory=max_memory)
         if refit:  # the best candidate on all the pool's rows (holdout for early stopping); the test split once
             refit_out = run_dir.path / "refit" if run_dir is not None else None
-            final = fit(candidate_recipe(recipe, rows[best], axes), out=refit_out)
+            final = fit(candidate_recipe(recipe, rows[best], keys), out=refit_out)
             result["refit"] = {k: final.summary.get(k) for k in ("train", "val", "test", "best_epoch", "epochs_run")}
         result["wall_time_s"] = round(time.perf_counter() - started, 3)
     except BaseException as err:
@@ -146,10 +242,9 @@ def search(
         raise
     if run_dir is not None:
         run_dir.write_json("search.json", result)
-        numeric = [k for k in axes if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in axes[k])]
-        if len(axes) == 1 and numeric:
+        numeric = [k for k in keys if all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool) for r in rows)]
+        if len(keys) == 1 and numeric and trials is None:
             plot_path(rows, numeric[0], metric, run_dir.path / "path.png")
         run_dir.finish("finished")
         result["run_dir"] = str(run_dir.path)
     return result
-

@@ -4,6 +4,7 @@ Numeric hyper-parameters (L1/L2 strength, dropout, noise, learning rate, clippin
 momentum, seeds) become member axes of one population: every (candidate, fold) pair trains side by
 side. Structural choices (widths, activation, norm, optimizer, ...) run as separate populations.
 The best candidate is refit on all the pool's rows and scored on the test split, touched once.
+Random and Bayesian search (Optuna) live in `trials.py`; nested cross-validation in `run.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ NUMERIC_KEYS = (
     "model.hidden_noise", "model.weight_noise", "penalty.soft_sharing", "constraints.max_norm", "seed",
 )
 """Grid keys that become member axes of one population; any other key makes separate populations."""
-SCORE_PREFIXES = ("train_", "cv_", "best_epochs", "diverged_folds", "dropped_at_epoch")
+SCORE_PREFIXES = ("train_", "cv_", "best_epochs", "diverged_folds", "dropped_at_epoch", "epochs_trained")
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -137,7 +138,7 @@ def best_index(table: list[dict], metric: str) -> int:
 
 def run_search(
     recipe: Recipe, grid: dict[str, list[Any]], pool: Pool, folds: list[Fold], *, stop_share: float,
-    halving_eta: int | None = None, callbacks=None,
+    halving_eta: int | None = None, callbacks=None, max_memory: str | int | None = None,
 ) -> tuple[list[dict], list[CVRun]]:
     """Every candidate's cross-validated scores: one population per structural combination."""
     structures, numbers = split_grid(recipe, grid)
@@ -145,7 +146,8 @@ def run_search(
     runs: list[CVRun] = []
     for structure in structures:
         population = population_recipe(recipe, structure, numbers)
-        run = run_cv(population, pool, folds, stop_share=stop_share, halving_eta=halving_eta, callbacks=callbacks)
+        run = run_cv(population, pool, folds, stop_share=stop_share, halving_eta=halving_eta, callbacks=callbacks,
+                     max_memory=max_memory)
         runs.append(run)
         for c, row in enumerate(candidate_table(run)):
             scores = {k: v for k, v in row.items() if k.startswith(SCORE_PREFIXES)}

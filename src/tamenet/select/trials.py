@@ -1,0 +1,221 @@
+"""Random or Bayesian search with Optuna, trained a batch of trials at a time as one population (B3, X1, X2).
+
+Optuna's ask-and-tell interface asks for a batch of trials at once; the batch's candidates (numeric
+values as members, x folds) train as one population per structural choice. After every epoch each
+trial reports the mean over its folds of the best stopping-set metric so far (`trial.report`, never
+the scored rows); a trial the pruner rejects (`trial.should_prune`) leaves the population for real,
+its members scored with their best weights, as successive halving does. When the batch is done,
+every trial is told its cross-validated score (mean over folds of the scored rows), or that it was
+pruned or failed (a diverged fold). Batches make the search less sequential than Optuna's usual
+one-trial-at-a-time loop: TPE proposes a whole batch from the trials finished before it (with the
+constant-liar strategy for the pending ones), and the median pruner compares a trial with the
+trials *completed in earlier batches*, so the first batch is never pruned.
+
+References: Bergstra et al., "Algorithms for hyper-parameter optimization" (TPE), NeurIPS 2011;
+Akiba et al., "Optuna: a next-generation hyperparameter optimization framework", KDD 2019.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from ..config import Recipe, RecipeError, per_member_values
+from ..registry import lookup
+from ..train import TASK_METRIC, EpochRecord, Trainer
+from .cv import CVRun, Pool, candidate_table, run_cv
+from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recipe
+from .splits import Fold
+
+BATCH = 8
+"""Trials asked for (and trained as one population) at a time."""
+
+SAMPLERS = {
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+}
+"""Sampler name -> factory(seed)."""
+
+PRUNERS = {
+    "median": lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 10)),
+    "none": lambda epochs: optuna.pruners.NopPruner(),
+}
+"""Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
+of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
+
+INTEGER_KEYS = ("seed",)
+"""Numeric keys whose range holds integers."""
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_INTEGER = re.compile(r"[-+]?\d+")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched key: a range (float or int, optionally log-scaled) or a list of choices."""
+
+    key: str
+    distribution: BaseDistribution
+    choices: tuple[Any, ...] | None = None  # categorical values; Optuna sees their JSON text
+
+    @property
+    def numeric(self) -> bool:
+        return self.key in NUMERIC_KEYS
+
+    def decode(self, value: Any) -> Any:
+        return json.loads(value) if self.choices is not None else value
+
+
+def parse_dimension(item: str) -> Dimension:
+    """`KEY=LOW:HIGH` (uniform), `KEY=LOW:HIGH:log` (log-uniform; integers for `seed`) or
+    `KEY=A,B,C` / `KEY=[[16], [32, 32]]` (choices)."""
+    key, sep, text = item.partition("=")
+    key, text = key.strip(), text.strip()
+    if not sep or not key or not text:
+        raise RecipeError(f"--space: expected KEY=LOW:HIGH[:log] or KEY=A,B,... (e.g. train.lr=1e-4:1:log), got {item!r}")
+    if ":" in text and not text.startswith("["):
+        parts = [p.strip() for p in text.split(":")]
+        log = len(parts) == 3 and parts[2] == "log"
+        if len(parts) not in (2, 3) or (len(parts) == 3 and not log) or not all(_NUMBER.fullmatch(p) for p in parts[:2]):
+            raise RecipeError(f"--space {key}: a range is LOW:HIGH or LOW:HIGH:log with numbers, got {text!r}")
+        if key not in NUMERIC_KEYS:
+            raise RecipeError(f"--space {key}: a range needs a numeric key ({', '.join(NUMERIC_KEYS)}); "
+                              f"give choices as A,B,... for other keys, got {text!r}")
+        low, high = float(parts[0]), float(parts[1])
+        if not low < high or (log and low <= 0):
+            raise RecipeError(f"--space {key}: expected LOW < HIGH{' and LOW > 0 on a log scale' if log else ''}, got {text!r}")
+        if key in INTEGER_KEYS:
+            if not all(_INTEGER.fullmatch(p) for p in parts[:2]):
+                raise RecipeError(f"--space {key}: expected an integer range such as 0:99, got {text!r}")
+            return Dimension(key, IntDistribution(int(low), int(high), log=log))
+        return Dimension(key, FloatDistribution(low, high, log=log))
+    try:
+        values = parse_values(text)
+    except RecipeError as err:
+        raise RecipeError(str(err).replace("--grid", f"--space {key}")) from None
+    if key in NUMERIC_KEYS and any(isinstance(v, (list, dict, str, bool)) for v in values):
+        raise RecipeError(f"--space {key}: expected plain numbers, got {values}")
+    texts = tuple(json.dumps(v) for v in values)
+    return Dimension(key, CategoricalDistribution(texts), tuple(values))
+
+
+def parse_space(items: list[str], recipe: Recipe) -> list[Dimension]:
+    """`--space` items -> dimensions, refusing a key given twice or already a per-member list in the recipe."""
+    if not items:
+        raise RecipeError("--trials needs a search space: --space KEY=LOW:HIGH[:log] or KEY=A,B,... (repeatable)")
+    dims = [parse_dimension(item) for item in items]
+    keys = [d.key for d in dims]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise RecipeError(f"--space {key}: given more than once")
+        value = per_member_values(recipe).get(key)
+        if isinstance(value, list):
+            raise RecipeError(f"--space {key}: the recipe already gives a list for this key; give it as a number")
+    return dims
+
+
+def make_study(metric: str, *, sampler: str, pruner: str, seed: int, epochs: int) -> optuna.Study:
+    """An in-memory study that maximizes accuracy or minimizes RMSE, seeded for reproducible trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        direction="maximize" if metric == "accuracy" else "minimize",
+        sampler=lookup(SAMPLERS, sampler, "sampler")(seed),
+        pruner=lookup(PRUNERS, pruner, "pruner")(epochs),
+    )
+
+
+def ask_batch(study: optuna.Study, dims: list[Dimension], count: int) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+    """`count` trials asked at once, each with its decoded values {key: value}."""
+    distributions = {d.key: d.distribution for d in dims}
+    trials = [study.ask(distributions) for _ in range(count)]
+    return [(t, {d.key: d.decode(t.params[d.key]) for d in dims}) for t in trials]
+
+
+class TrialReporter:
+    """The `leave` callback of a batch population: reports each trial per epoch, names the pruned ones' members.
+
+    A trial's intermediate value at epoch e is the mean over its folds of the best stopping-set
+    metric up to e (the loop's validation rows are the stopping set); it reports while any of its
+    folds still trains, so the reports do not depend on which other trials share its population.
+    """
+
+    def __init__(self, trials: list[optuna.Trial], folds: int, metric: str) -> None:
+        self.trials, self.folds, self.metric = trials, folds, metric
+        self.sign = 1.0 if metric == "accuracy" else -1.0
+        self.best: dict[int, float] = {}
+        self.diverged: set[int] = set()
+
+    def __call__(self, record: EpochRecord, trainer: Trainer) -> list[int]:
+        present: dict[int, list[int]] = {}
+        for i, row in enumerate(record.rows):
+            member = row["member"]
+            value = row[f"val_{self.metric}"]
+            if record.diverged[i] or trainer.state.diverged_at[i] is not None:
+                self.diverged.add(member)
+            elif math.isfinite(value) and (member not in self.best or self.sign * value > self.sign * self.best[member]):
+                self.best[member] = value
+            present.setdefault(member // self.folds, []).append(i)
+        leaving = []
+        for candidate, indices in present.items():
+            members = range(candidate * self.folds, (candidate + 1) * self.folds)
+            if any(m in self.diverged for m in members) or not all(m in self.best for m in members):
+                continue  # a diverged fold fails the trial; it is told so at the end
+            trial = self.trials[candidate]
+            trial.report(sum(self.best[m] for m in members) / self.folds, record.epoch)
+            if trial.should_prune():
+                leaving.extend(indices)
+        return leaving
+
+
+def run_trials(
+    recipe: Recipe, dims: list[Dimension], pool: Pool, folds: list[Fold], *, trials: int, batch: int = BATCH,
+    sampler: str = "tpe", pruner: str = "median", seed: int = 0, stop_share: float, callbacks=None,
+    max_memory: str | int | None = None,
+) -> tuple[list[dict], list[CVRun], optuna.Study]:
+    """Every trial's cross-validated scores, a batch at a time; one population per structural choice in a batch."""
+    if trials < 1 or batch < 1:
+        raise ValueError(f"--trials and --batch: expected positive counts, got {trials} trials, batch {batch}")
+    metric = TASK_METRIC[pool.task]
+    study = make_study(metric, sampler=sampler, pruner=pruner, seed=seed, epochs=recipe.train.epochs)
+    rows: list[dict] = []
+    runs: list[CVRun] = []
+    while len(rows) < trials:
+        asked = ask_batch(study, dims, min(batch, trials - len(rows)))
+        groups: dict[str, list[int]] = {}
+        for i, (_, values) in enumerate(asked):
+            structure = {d.key: values[d.key] for d in dims if not d.numeric}
+            groups.setdefault(json.dumps(structure), []).append(i)
+        batch_rows: dict[int, dict] = {}
+        for members in groups.values():
+            structure = {d.key: asked[members[0]][1][d.key] for d in dims if not d.numeric}
+            numbers = [{d.key: asked[i][1][d.key] for d in dims if d.numeric} for i in members]
+            population = population_recipe(recipe, structure, numbers)
+            reporter = TrialReporter([asked[i][0] for i in members], len(folds), metric)
+            run = run_cv(population, pool, folds, stop_share=stop_share, callbacks=callbacks, leave=reporter,
+                         max_memory=max_memory)
+            runs.append(run)
+            for c, row in enumerate(candidate_table(run)):
+                scores = {k: v for k, v in row.items() if k.startswith(SCORE_PREFIXES)}
+                trial = asked[members[c]][0]
+                batch_rows[members[c]] = {"trial": trial.number, "population": len(runs) - 1,
+                                          **asked[members[c]][1], **scores,
+                                          "pruned": row["dropped_at_epoch"] is not None}
+        for i, (trial, _) in enumerate(asked):
+            row = batch_rows[i]
+            value = row[f"cv_{metric}_mean"]
+            if row["pruned"]:
+                study.tell(trial, state=TrialState.PRUNED)
+            elif not math.isfinite(value):
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                study.tell(trial, value)
+            rows.append(row)
+    for i, row in enumerate(rows):
+        row["candidate"] = i
+    return rows, runs, study
