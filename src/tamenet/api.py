@@ -178,7 +178,8 @@ def fit(
     if module is not None:
         model: Population = Wrapped(module, seed=seeds[0])
     else:
-        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds)
+        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds,
+                            input_shape=data.image_shape)
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
     rows = MemberData.from_split(data, model.members)

@@ -1,5 +1,6 @@
 """Population-aware layers: every parameter has a leading member axis."""
 
+from .conv import POOLS, Conv, conv, global_avg_pool, pool
 from .init import INITS, check_init, init_weight_
 from .layers import ACTIVATIONS, Dropout, Linear, dropout, make_activation
 from .norms import NORMS, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, SwitchNorm, default_groups
@@ -18,7 +19,9 @@ __all__ = [
     "ACTIVATIONS",
     "INITS",
     "NORMS",
+    "POOLS",
     "BatchNorm",
+    "Conv",
     "Dropout",
     "GroupNorm",
     "InstanceNorm",
@@ -28,13 +31,16 @@ __all__ = [
     "SpectralNorm",
     "SwitchNorm",
     "check_init",
+    "conv",
     "default_groups",
     "dropout",
     "energy_rank",
+    "global_avg_pool",
     "init_weight_",
     "make_activation",
     "minmax_weight",
     "mix_seed",
+    "pool",
     "spectral_norm_estimate",
     "spectral_normalize",
     "standardize_weight",

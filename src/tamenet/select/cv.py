@@ -40,6 +40,7 @@ class Pool:
     n_outputs: int
     name: str
     test_rows: int
+    image_shape: tuple[int, ...] | None = None  # a row's shape as a signal or image, for convolutional models
 
 
 def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
@@ -53,7 +54,7 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
     )
     rows = np.sort(np.concatenate([train, val]))
     n_out = len(data.classes) if data.task == "classification" else 1
-    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test))
+    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test), data.image_shape)
 
 
 def expand_members(recipe: Recipe, repeat: int) -> Recipe:
@@ -248,7 +249,8 @@ def run_cv(
     expanded = expand_members(recipe, len(folds))
     seeds = member_seeds(expanded)
     torch.manual_seed(seeds[0])
-    model = build_model(expanded.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds)
+    model = build_model(expanded.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds,
+                        input_shape=pool.image_shape)
     members = model.members
     results = _Scores(rows, members, TASK_METRIC[pool.task])
     halving = None
