@@ -15,7 +15,7 @@ the spread over initializations comes at the cost of one run. Reported per netwo
 loss of the final weights (evaluated on the training rows without dropout), its mean and range
 over the seeds, the training and validation accuracy, and the wall time of the population.
 
-    .venv/bin/python bench/bench_residual_cnn.py                    # 20 vs 4 vs 20 residual, 3 seeds
+    .venv/bin/python bench/bench_residual_cnn.py                    # 20 vs 4 vs 20 residual, 3 seeds, 5 epochs
     .venv/bin/python bench/bench_residual_cnn.py --depth 32 --epochs 10 --seeds 5
 
 Prints a table; asserts nothing.
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20, help="conv blocks of the deep networks")
     parser.add_argument("--shallow", type=int, default=4, help="conv blocks of the shallow network")
     parser.add_argument("--seeds", type=int, default=3, help="members of each population (seeds 0..S-1)")
-    parser.add_argument("--epochs", type=int, default=8, help="the fixed budget")
+    parser.add_argument("--epochs", type=int, default=5, help="the fixed budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

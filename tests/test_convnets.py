@@ -243,8 +243,9 @@ def test_cross_validate_and_search_run_a_tiny_cnn_like_the_mlp(tmp_path):
     assert cv["folds"] == 3 and cv["members"] == 6 and len(cv["candidates"]) == 2
     assert all(0.0 <= row["cv_accuracy_mean"] <= 1.0 for row in cv["candidates"])
     found = search(raw, grid=["model.dropout=0,0.3", "penalty.l2=0,1e-3", "model.kernel_size=3,5"], folds=2,
-                   out=tmp_path / "search")
+                   halving=2, out=tmp_path / "search")
     assert len(found["candidates"]) == 8
+    assert sum(row["dropped_at_epoch"] is not None for row in found["candidates"]) == 4  # halving cut conv members
     best = found["best"]
     assert best["model.kernel_size"] in (3, 5) and best["model.dropout"] in (0, 0.3)
     assert 0.0 <= found["refit"]["test"]["accuracy"] <= 1.0
@@ -318,3 +319,12 @@ def test_instance_norm_is_allowed_for_convolutional_models_and_refused_for_the_m
     assert type(result.model.norms[0]).__name__ == "InstanceNorm"
     with pytest.raises(RecipeError, match="instance"):
         load_recipe({"model": {"kind": "mlp", "norm": "instance"}})
+
+
+@pytest.mark.parametrize("name, n_in, shape, dims", [("cnn_mnist1d", 40, (1, 40), 1), ("resnet_digits", 64, (1, 8, 8), 2)])
+def test_example_recipes_build_their_models_from_the_data_sets_shape(name, n_in, shape, dims):
+    from pathlib import Path
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml")
+    model = build_model(recipe.model, n_in=n_in, n_out=10, seeds=[0], input_shape=shape)
+    assert model.dims == dims and model(torch.randn(3, n_in)).shape == (1, 3, 10)
