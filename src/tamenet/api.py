@@ -178,7 +178,8 @@ def fit(
     if module is not None:
         model: Population = Wrapped(module, seed=seeds[0])
     else:
-        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds)
+        model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds,
+                            input_shape=data.image_shape)
     rows = MemberData.from_split(data, model.members)
     # built before the run directory: a layer name the model lacks is refused before any file is written
     trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)

@@ -65,6 +65,16 @@ class ModelConfig:
     norm_eps: float = field(default=1e-5, metadata=_range(0.0, None, open_low=True))
     init: str = "he_normal"
     residual: bool = False
+    # Convolutional kinds (cnn, resnet): rows are reshaped to input_shape, [C, L] or [C, H, W]
+    # (default: the data set's own image or signal shape, else [1, F]).
+    input_shape: list[int] | None = None
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # per conv block (cnn) or stage (resnet)
+    kernel_size: int = field(default=3, metadata=_range(1, None))
+    pool: str = field(default="max", metadata=_choices("none", "max", "avg"))  # cnn: 2x pooling after blocks
+    pool_every: int = field(default=1, metadata=_range(1, None))
+    readout: str = field(default="gap", metadata=_choices("gap", "flatten"))  # cnn: before the dense head
+    head_widths: list[int] = field(default_factory=list)  # cnn: hidden dense layers after the readout
+    blocks: int = field(default=1, metadata=_range(1, None))  # resnet: basic blocks per stage
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ are [M, B, K]. A user's own `nn.Module` trains as a population of one through `W
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -259,13 +260,14 @@ class Wrapped(Population):
 
 
 def resolve_dropout(cfg: ModelConfig, members: int) -> list[list[float]]:
-    """The recipe's dropout as [input, hidden_1, ..., hidden_L], each a list of M drop probabilities."""
-    layers = len(cfg.widths) + 1
+    """The recipe's dropout as [input, hidden_1, ..., hidden_L], each a list of M drop probabilities
+    (for convolutional kinds the hidden sites are their blocks, see `dropout_layers`)."""
+    layers = dropout_layers(cfg)
     raw = cfg.dropout
     entries = raw if isinstance(raw, list) else [0.0] + [raw] * (layers - 1)
     if len(entries) != layers:
         raise RecipeError(
-            f"model.dropout: expected one number or a list of {layers} (input and {layers - 1} hidden layers), "
+            f"model.dropout: expected one number or a list of {layers} (input and {layers - 1} hidden layers or blocks), "
             f"got a list of {len(entries)}"
         )
     out = []
@@ -320,12 +322,30 @@ def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> M
     )
 
 
-MODELS = {"mlp": build_mlp}
+from .convnets import build_cnn, build_resnet, cnn_dropout_layers, resnet_dropout_layers  # noqa: E402  (builds on the classes above)
+
+MODELS = {"mlp": build_mlp, "cnn": build_cnn, "resnet": build_resnet}
 """Model kind -> builder(ModelConfig, n_in=, n_out=, seeds=)."""
 
+DROPOUT_LAYERS = {"mlp": lambda cfg: len(cfg.widths) + 1, "cnn": cnn_dropout_layers, "resnet": resnet_dropout_layers}
+"""Model kind -> number of dropout sites of the recipe's model: the input first, then its hidden layers or blocks."""
 
-def build_model(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> Population:
-    """The population the recipe describes, member m initialized from seeds[m]."""
+
+def dropout_layers(cfg: ModelConfig) -> int:
+    """How many entries a list `model.dropout` must have for this model: [input, hidden_1, ..., hidden_L]."""
+    return lookup(DROPOUT_LAYERS, cfg.kind, "model kind")(cfg)
+
+
+def build_model(
+    cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int], input_shape: tuple[int, ...] | None = None
+) -> Population:
+    """The population the recipe describes, member m initialized from seeds[m].
+
+    `input_shape` is the data's own shape of a row ([C, L] or [C, H, W], e.g. (1, 8, 8) for digits);
+    convolutional kinds use it when the recipe gives no `model.input_shape`.
+    """
+    if cfg.input_shape is None and input_shape is not None:
+        cfg = dataclasses.replace(cfg, input_shape=[int(s) for s in input_shape])
     return lookup(MODELS, cfg.kind, "model kind")(cfg, n_in=n_in, n_out=n_out, seeds=seeds)
 
 

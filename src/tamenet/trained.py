@@ -91,7 +91,8 @@ def load_run(run_dir: str | Path) -> TrainedModel:
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise ValueError(f"{file} is not a tamenet checkpoint (no 'state_dict' entry)")
     recipe = parse(Recipe, payload["recipe"])
-    model = build_model(recipe.model, n_in=payload["n_in"], n_out=payload["n_out"], seeds=member_seeds(recipe))
+    model = build_model(recipe.model, n_in=payload["n_in"], n_out=payload["n_out"], seeds=member_seeds(recipe),
+                        input_shape=payload["preprocessing"].get("image_shape"))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return TrainedModel(model, recipe, payload["preprocessing"], file.parent)

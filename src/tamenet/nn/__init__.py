@@ -1,5 +1,6 @@
 """Population-aware layers: every parameter has a leading member axis."""
 
+from .conv import POOLS, Conv, conv, global_avg_pool, pool
 from .init import INITS, check_init, init_weight_
 from .layers import (
     ACTIVATIONS,
@@ -33,7 +34,9 @@ __all__ = [
     "DROPOUT_MODES",
     "INITS",
     "NORMS",
+    "POOLS",
     "BatchNorm",
+    "Conv",
     "DropConnect",
     "Dropout",
     "GaussianNoise",
@@ -48,15 +51,18 @@ __all__ = [
     "WeightStandardization",
     "add_noise",
     "check_init",
+    "conv",
     "default_groups",
     "dropout",
     "dropout_masked",
     "dropout_test",
     "energy_rank",
+    "global_avg_pool",
     "init_weight_",
     "make_activation",
     "minmax_weight",
     "mix_seed",
+    "pool",
     "spectral_norm_estimate",
     "spectral_normalize",
     "standardize_weight",

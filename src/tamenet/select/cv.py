@@ -43,6 +43,7 @@ class Pool:
     n_outputs: int
     name: str
     test_rows: int
+    image_shape: tuple[int, ...] | None = None  # a row's shape as a signal or image, for convolutional models
 
 
 def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
@@ -56,7 +57,7 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
     )
     rows = np.sort(np.concatenate([train, val]))
     n_out = len(data.classes) if data.task == "classification" else 1
-    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test))
+    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test), data.image_shape)
 
 
 def expand_members(recipe: Recipe, repeat: int) -> Recipe:
@@ -321,7 +322,7 @@ def run_cv(
         n_stop = int(round(share * len(np.unique(folds[0][0]))))
         estimate = estimate_memory(expanded, n_in=pool.X.shape[1], n_out=pool.n_outputs, n_pool=len(pool.y),
                                    n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
-                                   task=pool.task)
+                                   task=pool.task, input_shape=pool.image_shape)
         size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
     chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
     results = _Scores(members, TASK_METRIC[pool.task])
@@ -371,7 +372,8 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
     results.bind(rows, ids)
     seeds = member_seeds(sub)
     torch.manual_seed(member_seeds(expanded)[0])
-    model = build_model(sub.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds)
+    model = build_model(sub.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds,
+                        input_shape=pool.image_shape)
     restore = sub.train.early_stopping.restore_best
     halving = None
     if halving_eta is not None:

@@ -100,11 +100,13 @@ def _one_member(recipe: Recipe) -> Recipe:
 
 
 def estimate_memory(
-    recipe: Recipe, *, n_in: int, n_out: int, n_pool: int, n_fit: int, n_stop: int, n_scored: int, task: str
+    recipe: Recipe, *, n_in: int, n_out: int, n_pool: int, n_fit: int, n_stop: int, n_scored: int, task: str,
+    input_shape: tuple[int, ...] | None = None,
 ) -> MemoryEstimate:
     """Per-member and shared bytes of a cross-validation population of `recipe` (any member count)."""
     single = _one_member(recipe)
-    model = build_model(single.model, n_in=n_in, n_out=n_out, seeds=member_seeds(single)[:1])
+    model = build_model(single.model, n_in=n_in, n_out=n_out, seeds=member_seeds(single)[:1],
+                        input_shape=input_shape)
     owned = [t for t in [*model.parameters(), *model.buffers()] if t.dim() >= 1]
     weights = sum(t.numel() * t.element_size() for t in owned)
     roles = model.param_roles()

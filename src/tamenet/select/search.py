@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from ..config import Recipe, RecipeError, parse, per_member_values, set_key, to_dict
+from ..models import dropout_layers
 from ..recipes import check_recipe
 from .cv import CVRun, Pool, candidate_table, run_cv
 from .splits import Fold
@@ -106,12 +107,12 @@ def split_grid(recipe: Recipe, grid: dict[str, list[Any]]) -> tuple[list[dict], 
 def _with_grid_values(recipe: Recipe, values: dict[str, Any]) -> Recipe:
     """The recipe with each grid key set; a `model.dropout` value applies to every hidden layer (input kept)."""
     raw = to_dict(recipe)
-    # dropout last: it takes its layer count from the widths, which may be a grid key too
+    # dropout last: it takes its layer count from the widths or channels, which may be grid keys too
     for key, value in sorted(values.items(), key=lambda item: item[0] == "model.dropout"):
         if key == "model.dropout":
             current = recipe.model.dropout
             input_p = current[0] if isinstance(current, list) else 0.0
-            value = [input_p] + [value] * len(parse(Recipe, raw).model.widths)
+            value = [input_p] + [value] * (dropout_layers(parse(Recipe, raw).model) - 1)
         raw = set_key(raw, key, value)
     return check_recipe(parse(Recipe, raw))
 
