@@ -105,6 +105,7 @@ class CNN(Population):
         readout: str = "gap",
         head_widths: list[int] | None = None,
         init: str = "he_normal",
+        dropout_mode: str = "inverted",
     ) -> None:
         super().__init__()
         members = len(seeds)
@@ -117,14 +118,14 @@ class CNN(Population):
         make_norm = _norm_factory(norm, bn_momentum, norm_eps)
         bias = not (norm == "batch" and norm_position == "before")
         sizes = [input_shape[0], *channels]
-        self.input_dropout = Dropout(dropout[0], random=self.random, stream=0)
+        self.input_dropout = Dropout(dropout[0], random=self.random, stream=0, mode=dropout_mode)
         self.convs = nn.ModuleList(
             Conv(members, a, b, kernel_size, dims=self.dims, padding=kernel_size // 2, bias=bias)
             for a, b in zip(sizes[:-1], sizes[1:])
         )
         self.norms = nn.ModuleList(make_norm(members, c) for c in channels)
         self.dropouts = nn.ModuleList(
-            Dropout(p, random=self.random, stream=i + 1) for i, p in enumerate(dropout[1:1 + len(channels)])
+            Dropout(p, random=self.random, stream=i + 1, mode=dropout_mode) for i, p in enumerate(dropout[1:1 + len(channels)])
         )
         self.pooled = [pool != "none" and (i + 1) % pool_every == 0 for i in range(len(channels))]
         spatial = list(input_shape[1:])
@@ -139,7 +140,7 @@ class CNN(Population):
         head_sizes = [features, *head_widths]
         self.head = nn.ModuleList(Linear(members, a, b) for a, b in zip(head_sizes[:-1], head_sizes[1:]))
         self.head_dropouts = nn.ModuleList(
-            Dropout(p, random=self.random, stream=1 + len(channels) + i)
+            Dropout(p, random=self.random, stream=1 + len(channels) + i, mode=dropout_mode)
             for i, p in enumerate(dropout[1 + len(channels):])
         )
         self.output = Linear(members, head_sizes[-1], n_out)
@@ -147,8 +148,7 @@ class CNN(Population):
         _init_layers([*self.convs, *self.head, self.output], init, self.random.seeds)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stochastic = self.training
-        h = self.input_dropout(x) if stochastic and self.input_dropout.active else x
+        h = self.input_dropout(x) if self.input_dropout.acts else x
         h = h.reshape(*h.shape[:-1], *self.input_shape)  # [B, C, *S] or [M, B, C, *S]
         for conv, norm, drop, pooled in zip(self.convs, self.norms, self.dropouts, self.pooled):
             z = conv(h)
@@ -157,7 +157,7 @@ class CNN(Population):
             z = self.activation(z)
             if self.has_norm and self.norm_position == "after":
                 z = norm(z)
-            if stochastic and drop.active:
+            if drop.acts:  # training, Monte-Carlo sampling, or classic dropout's test scaling
                 z = drop(z)
             # a shared input [B, C, *S] broadcasts against z [M, B, C, *S]: compare channels and positions only
             same = self.residual and h.shape[-self.dims - 1:] == z.shape[-self.dims - 1:]
@@ -167,7 +167,7 @@ class CNN(Population):
         h = global_avg_pool(h) if self.readout == "gap" else h.reshape(*h.shape[:2], -1)
         for linear, drop in zip(self.head, self.head_dropouts):
             h = self.activation(linear(h))
-            if stochastic and drop.active:
+            if drop.acts:
                 h = drop(h)
         return self.output(h)
 
@@ -213,7 +213,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         z = self.activation(self.norm1(self.conv1(h)))
-        if self.training and self.dropout.active:
+        if self.dropout.acts:
             z = self.dropout(z)
         z = self.norm2(self.conv2(z))
         skip = h if self.shortcut is None else self.shortcut_norm(self.shortcut(h))
@@ -248,6 +248,7 @@ class ResNet(Population):
         bn_momentum: float = 0.1,
         norm_eps: float = 1e-5,
         init: str = "he_normal",
+        dropout_mode: str = "inverted",
     ) -> None:
         super().__init__()
         members = len(seeds)
@@ -258,7 +259,7 @@ class ResNet(Population):
         make_norm = _norm_factory(norm, bn_momentum, norm_eps)
         bias = norm != "batch"
         self.activation = make_activation(activation, slope=slope)
-        self.input_dropout = Dropout(dropout[0], random=self.random, stream=0)
+        self.input_dropout = Dropout(dropout[0], random=self.random, stream=0, mode=dropout_mode)
         self.stem = Conv(members, input_shape[0], channels[0], kernel_size, dims=self.dims,
                          padding=kernel_size // 2, bias=bias)
         self.stem_norm = make_norm(members, channels[0])
@@ -272,7 +273,7 @@ class ResNet(Population):
                         "use fewer stages"
                     )
                 spatial = [(n - 1) // stride + 1 for n in spatial]
-                drop = Dropout(dropout[1 + len(stages)], random=self.random, stream=1 + len(stages))
+                drop = Dropout(dropout[1 + len(stages)], random=self.random, stream=1 + len(stages), mode=dropout_mode)
                 stages.append(BasicBlock(members, c_in, c_out, kernel_size, dims=self.dims, stride=stride,
                                          make_norm=make_norm, bias=bias, activation=self.activation, dropout=drop))
                 c_in = c_out
@@ -285,7 +286,7 @@ class ResNet(Population):
         return [self.stem, *(c for block in self.blocks for c in block.convs()), self.output]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.input_dropout(x) if self.training and self.input_dropout.active else x
+        h = self.input_dropout(x) if self.input_dropout.acts else x
         h = h.reshape(*h.shape[:-1], *self.input_shape)
         h = self.activation(self.stem_norm(self.stem(h)))
         for block in self.blocks:
@@ -340,6 +341,7 @@ def build_cnn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> C
         activation=cfg.activation,
         slope=cfg.leaky_slope,
         dropout=resolve_dropout(cfg, len(seeds)),
+        dropout_mode=cfg.dropout_mode,
         norm=cfg.norm,
         norm_position=cfg.norm_position,
         bn_momentum=cfg.bn_momentum,
@@ -366,6 +368,7 @@ def build_resnet(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -
         activation=cfg.activation,
         slope=cfg.leaky_slope,
         dropout=resolve_dropout(cfg, len(seeds)),
+        dropout_mode=cfg.dropout_mode,
         norm=cfg.norm,
         bn_momentum=cfg.bn_momentum,
         norm_eps=cfg.norm_eps,

@@ -84,6 +84,17 @@ def check_recipe(recipe: Recipe) -> Recipe:
             "model.norm: 'instance' normalizes over spatial positions, which an MLP's features do not have "
             "(use batch, layer, group or switch)"
         )
+    if recipe.model.kind != "mlp":
+        dense_only = {
+            "dropconnect": recipe.model.dropconnect, "hidden_noise": recipe.model.hidden_noise,
+            "weight_noise": recipe.model.weight_noise, "weight_norm": recipe.model.weight_norm,
+        }
+        used = [k for k, v in dense_only.items() if any(x not in (0, "none") for x in (v if isinstance(v, list) else [v]))]
+        if used:
+            raise RecipeError(
+                f"model.{used[0]}: acts on the dense layers of kind 'mlp' only, got kind '{recipe.model.kind}' "
+                f"(leave {', '.join('model.' + k for k in used)} at the default)"
+            )
     lookup(OPTIMIZERS, recipe.train.optimizer, "train.optimizer")
     try:
         check_init(recipe.model.init)
