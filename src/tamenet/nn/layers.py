@@ -154,10 +154,10 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.acts:
             return x
+        if x.dim() == 2:  # a batch shared by all members gains the member axis
+            x = x.unsqueeze(0).expand(self.random.size, *x.shape)
         if not (self.training or self.sampling):
             return dropout_test(x, self.p, mode=self.mode)
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.random.size, *x.shape)
         if not self.training:  # Monte-Carlo sampling: T copies of a batch's masks, from torch's generator
             return dropout_masked(x, self.p, self.random.generator_keep(self.stream, tuple(x.shape[1:]), self.p,
                                                                          device=x.device), mode=self.mode)
