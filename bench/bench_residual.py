@@ -25,7 +25,10 @@ net ends far above the 4-layer one (0.88 against 0.13; 1.35 against 0.055). The 
 tamenet builds it does not remove the gap in these settings: without normalization each branch adds
 a non-negative ReLU output to the running sum, the activations about triple in second moment per
 layer, the outputs start around 1e7 and the first steps diverge (members frozen, shown as nan);
-with BatchNorm before the ReLU it trains unsteadily and ends near the plain 30-layer net.
+with BatchNorm before the ReLU it trains unsteadily and ends near the plain 30-layer net. With
+BatchNorm *after* the ReLU (``--position after``: every branch ends zero-mean, unit-variance, as in
+pre-activation ResNets) the effect of He et al. appears: the plain 30-layer net degrades (training
+loss 1.55 against 0.018 for 4 layers) while the residual 30-layer net trains best (0.0023).
 
     .venv/bin/python bench/bench_residual.py                                # no norm, then BatchNorm before the ReLU
     .venv/bin/python bench/bench_residual.py --norms batch --position after # BatchNorm after the ReLU
