@@ -142,3 +142,9 @@ def test_cli_ensemble_mistakes_end_with_one_line(tmp_path, monkeypatch, capsys):
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tamenet train: error: ensemble: ") and needle in lines[0]
         assert "Traceback" not in captured.out + captured.err
+
+
+def test_a_users_module_cannot_be_an_ensemble():
+    module = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="population of one, got ensemble=3"):
+        fit(CLASSIFY, module=module, ensemble=3)

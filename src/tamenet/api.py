@@ -177,9 +177,9 @@ def fit(
         recipe, out = saved["recipe"], resume  # overrides may still extend it, e.g. train.epochs
     recipe = load_recipe(recipe, overrides)
     if ensemble is not None:
+        recipe = load_recipe(ensemble_recipe(recipe, ensemble))
         if module is not None and ensemble != 1:
             raise ValueError(f"ensemble: a user's module trains as a population of one, got ensemble={ensemble!r}")
-        recipe = load_recipe(ensemble_recipe(recipe, ensemble))
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
     data = prepare(recipe.data, X=X, y=y)
