@@ -53,7 +53,7 @@ def ensemble_recipe(recipe: Recipe, members: int) -> Recipe:
 
 
 def combine(outputs: torch.Tensor, task: str) -> torch.Tensor:
-    """The ensemble's prediction from the members' raw outputs [M, N, K]: mean probabilities [N, K] or mean values [N]."""
+    """The ensemble's prediction from the members' raw outputs [M, N, K]: mean probabilities [N, K] or values [N]."""
     if task == "classification":
         return torch.softmax(outputs.to(torch.float64), dim=-1).mean(0)
     return outputs.squeeze(-1).to(torch.float64).mean(0)
@@ -69,7 +69,9 @@ def ensemble_predict(model: Population, X: torch.Tensor, task: str) -> torch.Ten
     return torch.cat(parts)
 
 
-def ensemble_scores(prediction: torch.Tensor, y: torch.Tensor, task: str, *, target_std: float = 1.0) -> dict[str, float]:
+def ensemble_scores(
+    prediction: torch.Tensor, y: torch.Tensor, task: str, *, target_std: float = 1.0
+) -> dict[str, float]:
     """Loss and metric of an averaged prediction: cross-entropy of the mean probabilities and accuracy,
     or `1/2 (y - y_hat)^2` and RMSE in target units (`target_std` undoes the target's standardization)."""
     metric = TASK_METRIC[task]
@@ -98,7 +100,7 @@ def summarize_ensemble(model: Population, data: SplitData, members: list[dict], 
     out: dict[str, Any] = {
         "members": len(seeds),
         "seeds": list(seeds),
-        "combine": "mean of the members' probabilities" if task == "classification" else "mean of the members' predictions",
+        "combine": f"mean of the members' {'probabilities' if task == 'classification' else 'predictions'}",
     }
     mean: dict[str, dict[str, float]] = {}
     best: dict[str, dict[str, float]] = {}
