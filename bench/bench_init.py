@@ -28,7 +28,7 @@ around the prediction), and the consequence for training: with Xavier the output
 net starts near zero and its gradients vanish the same way, so after 500 steps its training loss
 has barely left log(10) = 2.30, while the He network trains at the same learning rate.
 
-    .venv/bin/python bench/bench_init.py                       # lr 0.01, 3 seeds, about 3 minutes on 2 cores
+    .venv/bin/python bench/bench_init.py                       # lr 0.01, 3 seeds: 6 members, 500 steps
     .venv/bin/python bench/bench_init.py --lr 0.003,0.01,0.03  # a small learning-rate sweep, 3x the members
 
 Prints a table and writes it with the per-member figures to ``bench/results/init.json``.
