@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .config import Recipe, to_dict
 from .data import SplitData, prepare
+from .ensemble import ensemble_recipe, summarize_ensemble
 from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
 from .track import RunDir, atomic_torch_save, plot_curves
@@ -155,12 +156,15 @@ def fit(
     module: torch.nn.Module | None = None,
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
     resume: str | Path | None = None,
+    ensemble: int | None = None,
 ) -> TrainResult:
     """Train the population a recipe describes (the default job when None) and summarize it.
 
     `out` writes a run directory (recipe, metrics.csv, summary.json, model.pt, curves.png, TensorBoard);
     `X, y` train on arrays instead of the recipe's data set; `module` trains a user's own network as a
-    population of one; `resume` continues a run directory from its last checkpoint.
+    population of one; `resume` continues a run directory from its last checkpoint. `ensemble=M` trains
+    seeds base..base+M-1 (base: the recipe's seed) as one population and adds to the summary, under
+    "ensemble", the figures of their averaged prediction beside the members' mean and best (D5).
     """
     started = time.perf_counter()
     saved = None
@@ -172,6 +176,10 @@ def fit(
         saved = torch.load(last, map_location="cpu", weights_only=False)
         recipe, out = saved["recipe"], resume  # overrides may still extend it, e.g. train.epochs
     recipe = load_recipe(recipe, overrides)
+    if ensemble is not None:
+        recipe = load_recipe(ensemble_recipe(recipe, ensemble))
+        if module is not None and ensemble != 1:
+            raise ValueError(f"ensemble: a user's module trains as a population of one, got ensemble={ensemble!r}")
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
     data = prepare(recipe.data, X=X, y=y)
@@ -196,6 +204,8 @@ def fit(
     try:
         state = trainer.run()
         summary = summarize(trainer, state, data, wall_time=time.perf_counter() - started)
+        if ensemble is not None:
+            summary["ensemble"] = summarize_ensemble(model, data, summary.get("per_member", [summary]), seeds)
     except BaseException as err:
         if run is not None:
             writer.save(trainer)

@@ -1,6 +1,6 @@
 """The command line: a thin layer where every command is one library call.
 
-    tamenet train [RECIPE.yaml] [--set key=value ...] [--out DIR] [--resume DIR]
+    tamenet train [RECIPE.yaml] [--set key=value ...] [--out DIR] [--resume DIR] [--ensemble M]
     tamenet cv [RECIPE.yaml] [--scheme kfold|stratified|repeated|bootstrap|lpo|loo|holdout] [--folds K]
     tamenet search [RECIPE.yaml] --grid KEY=VALUES ... [--folds K] [--scheme ...] [--nested K]
     tamenet search [RECIPE.yaml] --trials N --space KEY=LOW:HIGH[:log] ... [--sampler tpe|random] [--nested K]
@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a recipe value, e.g. --set train.lr=0.01 (repeatable)")
     train.add_argument("--out", help="run directory to write (default runs/<name>-<time>)")
     train.add_argument("--resume", help="continue the run in this directory from its last checkpoint")
+    train.add_argument("--ensemble", type=int, metavar="M",
+                       help="train seeds base..base+M-1 as one population and report their averaged prediction")
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
 
     for name, text in (("cv", "cross-validate a recipe, all folds trained as one population"),
@@ -136,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = make_progress(sys.stdout)
     with progress:
         result = fit(recipe, out=out, callbacks=[progress.on_epoch], resume=args.resume,
-                     overrides=args.overrides if args.resume else None)
+                     overrides=args.overrides if args.resume else None, ensemble=args.ensemble)
     print(summary_text(result.summary))
     print(f"run directory: {result.run_dir}")
     summary = result.summary
@@ -227,14 +229,33 @@ def summary_text(summary: dict) -> str:
             f"generalization gap: loss {gap['loss']:+.4f}, {metric} {gap[metric]:+.4f}",
             f"{summary['parameters']:,} parameters, {summary['wall_time_s']:.1f} s",
         ]
-        return table + "\n" + "\n".join(notes)
+        return table + "\n" + "\n".join(notes + _ensemble_notes(summary, splits))
     header = ["member", *[k for k in members[0] if k not in _MEMBER_FIXED]]
     header += [f"{s} {metric}" for s in splits] + ["best epoch"]
     rows = []
     for m in members:
         rows.append([m["member"], *[m[k] for k in header[1 : len(header) - len(splits) - 1]],
                      *[m[s][metric] for s in splits], m["best_epoch"]])
-    return format_table(header, rows, title=f"{summary['dataset']}: {len(members)} members")
+    ensemble = summary.get("ensemble")
+    if ensemble:  # the averaged prediction under the members, then their mean and best
+        blank = [None] * (len(header) - len(splits) - 2)
+        for label, figures in (("ensemble", ensemble), ("mean", ensemble["members_mean"]),
+                               ("best", ensemble["members_best"])):
+            rows.append([label, *blank, *[figures[s][metric] for s in splits], None])
+    table = format_table(header, rows, title=f"{summary['dataset']}: {len(members)} members")
+    return "\n".join([table, *_ensemble_notes(summary, splits)])
+
+
+def _ensemble_notes(summary: dict, splits: list[str]) -> list[str]:
+    """One line comparing an ensemble's last split (test, else validation) with its members' mean and best."""
+    ensemble = summary.get("ensemble")
+    if not ensemble:
+        return []
+    metric, split = summary["metric"], splits[-1]
+    ours, mean, best = ensemble[split], ensemble["members_mean"][split], ensemble["members_best"][split]
+    return [f"ensemble of {ensemble['members']} ({ensemble['combine']}): {split} {metric} {ours[metric]:.4g} "
+            f"(members mean {mean[metric]:.4g}, best {best[metric]:.4g}), {split} loss {ours['loss']:.4g} "
+            f"(members mean {mean['loss']:.4g}, best {best['loss']:.4g})"]
 
 
 _MEMBER_FIXED = {"member", "train", "val", "test", "generalization_gap", "best_epoch", "stopped_early", "diverged_at_epoch"}
