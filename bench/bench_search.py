@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 import tamenet
+from tamenet.allocator import keep_freed_memory
 from tamenet.recipes import load_recipe
 from tamenet.select import make_folds, make_pool, run_cv, search
 
@@ -145,8 +146,11 @@ class Context:
 # Each returns {"time_s": primary time, "best_l2": ..., "best_cv_accuracy": ..., **details}.
 
 
-def run_tamenet(args: argparse.Namespace, ctx: Context, r: int, *, epochs: int | None = None) -> dict[str, Any]:
-    """`tamenet.search(...)`: 130 members in one population. Primary time: the whole call, timed outside."""
+def run_tamenet(args: argparse.Namespace, ctx: Context, r: int, *, epochs: int | None = None,
+                halving: int | None = None) -> dict[str, Any]:
+    """`tamenet.search(...)`: 130 members in one population. Primary time: the whole call, timed outside.
+
+    With `halving` (ETA), successive halving drops the worse candidates at rungs: fewer member-epochs."""
     trained: list[int] = []  # members that trained in each epoch (callbacks run before any leave)
 
     def count(record, trainer) -> None:
@@ -156,7 +160,7 @@ def run_tamenet(args: argparse.Namespace, ctx: Context, r: int, *, epochs: int |
     t0 = time.perf_counter()
     result = search(
         tamenet_recipe(args, epochs=epochs), grid={"penalty.l2": GRID}, folds=FOLDS, refit=False, stop_share=0.0,
-        callbacks=[count],
+        callbacks=[count], halving=halving,
     )
     call = time.perf_counter() - t0
     faults = minor_faults() - faults if faults is not None else None
@@ -169,7 +173,8 @@ def run_tamenet(args: argparse.Namespace, ctx: Context, r: int, *, epochs: int |
                            f"population(s) of {result['members']} members")
     rows = result["candidates"]
     best = result["best"]
-    ctx.population_folds = [row["cv_accuracy_folds"] for row in rows]
+    if halving is None:
+        ctx.population_folds = [row["cv_accuracy_folds"] for row in rows]
     return {
         "time_s": call,
         "loop_s": float(result["cv_train_time_s"]),
@@ -294,8 +299,14 @@ def run_sequential(args: argparse.Namespace, ctx: Context, r: int) -> dict[str, 
     return out
 
 
+def run_halving(args: argparse.Namespace, ctx: Context, r: int) -> dict[str, Any]:
+    """The same search with successive halving (ETA 3): the grid's worse candidates stop at rungs."""
+    return run_tamenet(args, ctx, r, halving=3)
+
+
 CONTENDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "tamenet": run_tamenet,
+    "halving": run_halving,
     "sklearn": run_sklearn,
     "sequential": run_sequential,
 }
@@ -409,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--allocator", choices=["keep", "default"], default="keep",
+                        help="keep: glibc keeps freed blocks for reuse, as the tamenet command sets it "
+                             "(tamenet.allocator); default: glibc's own thresholds")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads for tamenet and the matmul reference; 0 keeps torch's default "
                              "(the machine's cores)")
@@ -432,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    kept = keep_freed_memory() if args.allocator == "keep" else False  # what the tamenet command does
     threads = torch.get_num_threads()
     load_before = loadavg()
     bench_start = time.perf_counter()
@@ -450,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'lambda x ' + str(args.batch_size) if args.alpha_map == 'batch' else 'lambda'}; "
           f"{members} fits per contender")
     print(f"torch {torch.__version__}, torch threads {threads}, GridSearchCV n_jobs {args.n_jobs}, "
-          f"cpu_count {os.cpu_count()}, load average {load_before}; {args.repeats} repeats after a warm-up")
+          f"cpu_count {os.cpu_count()}, allocator {args.allocator} (set: {kept}), load average {load_before}; "
+          f"{args.repeats} repeats after a warm-up")
     if load_before and load_before[0] > 0.5:
         print(f"note: the machine was already busy (1-min load {load_before[0]}); timings share the CPU")
 
@@ -496,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = [
         ("tamenet", "time_s", "tamenet search (1 population, M=130)", "search() call"),
         ("tamenet", "loop_s", "  of which the training loop", "cv_train_time_s"),
+        ("halving", "time_s", "tamenet search --halving 3", "search() call"),
         ("sklearn", "time_s", f"GridSearchCV, n_jobs={args.n_jobs}", ".fit()"),
         ("sequential", "time_s", "tamenet, 130 single fits in a row",
          "run_cv x130" if args.sequential == "full" else "run_cv x13, x10"),

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .allocator import keep_freed_memory
 from .config import RecipeError
 from .select.cv import STOP_SHARE
 from .select.memory import MEMORY_ENV
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
                 "predict": cmd_predict, "datasets": cmd_datasets}
     try:
