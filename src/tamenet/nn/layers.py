@@ -13,6 +13,12 @@ from ..registry import lookup
 from .random import MemberRandom
 
 
+NARROW_PAD = 16
+"""Inference pads an output width that is not a multiple of this with zero columns (see `Linear._padded`)."""
+NARROW_ROWS = 1024
+"""... when a member's batch has at least this many rows (below, the padding costs more than it saves)."""
+
+
 class Linear(nn.Module):
     """Dense layer of M members: `y[m] = x[m] @ W[m] + b[m]` with W [M, in, out] (`einsum('mbi,mio->mbo')`).
 
@@ -40,9 +46,21 @@ class Linear(nn.Module):
         if x.dim() == 2:  # one batch shared by all members: a broadcast view, no copy
             x = x.expand(self.members, *x.shape)
         weight = self.weight if self.plain else self.effective_weight()
+        narrow = self.out_features % NARROW_PAD
+        if narrow and x.shape[1] >= NARROW_ROWS and not torch.is_grad_enabled():
+            return self._padded(x, weight)
         if self.bias is None:
             return torch.bmm(x, weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, weight)
+
+    def _padded(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Inference with a narrow output (e.g. 10 classes): the weights padded with zero columns to a
+        multiple of NARROW_PAD, then the extra outputs cut off. The same values up to rounding; the GEMM runs about
+        twice as fast for 10 outputs on a CPU (e.g. the output layer over Monte-Carlo dropout's tiled rows)."""
+        extra = NARROW_PAD - self.out_features % NARROW_PAD
+        wide = torch.nn.functional.pad(weight, (0, extra))
+        out = torch.bmm(x, wide)[..., : self.out_features]
+        return out if self.bias is None else out + self.bias.unsqueeze(1)
 
     def set_weight_transforms(
         self,
