@@ -130,3 +130,14 @@ def test_every_registered_name_has_a_contract_case():
     assert schedules == set(SCHEDULES)
     constraints = {key for case in CASES.values() for key in case if key.startswith("constraints.")}
     assert constraints == {"constraints.max_norm", "constraints.non_negative", "constraints.masks", "constraints.tied"}
+
+
+@pytest.mark.parametrize("key,value", [("dropconnect", 0.2), ("hidden_noise", [0.0, 0.1]), ("weight_noise", 0.01),
+                                       ("weight_norm", "spectral")])
+def test_dense_only_options_are_refused_for_convolutional_models(key, value):
+    from tamenet.config import RecipeError
+    from tamenet.recipes import load_recipe
+
+    raw = _recipe({"model.kind": "cnn", f"model.{key}": value})
+    with pytest.raises(RecipeError, match=f"model.{key}: acts on the dense layers of kind 'mlp' only, got kind 'cnn'"):
+        load_recipe(raw)
