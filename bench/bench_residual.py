@@ -62,7 +62,8 @@ def recipe_for(args: argparse.Namespace, depth: int, residual: bool, norm: str) 
     return {
         "name": "bench-residual",
         "data": {"name": "mnist1d"},
-        "model": {"widths": [args.width] * depth, "residual": residual, "norm": norm, "norm_position": args.position,
+        "model": {"widths": [args.width] * depth, "residual": residual, "residual_scale": args.residual_scale,
+                  "norm": norm, "norm_position": args.position,
                   "activation": "relu", "init": "he_normal", "dropout": 0.0},
         "penalty": {"l2": 0.0, "l1": 0.0},
         "train": {"optimizer": "sgd", "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--position", default="before", choices=("before", "after"),
                         help="normalization before or after the ReLU (model.norm_position)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--residual-scale", type=float, default=1.0,
+                        help="alpha of the residual networks' h <- h + alpha * phi(W h) (model.residual_scale)")
     parser.add_argument("--checkpoints", default="1,5,10,20", help="epochs whose training loss is shown too")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.01)
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "val_accuracy": val_acc, "history": result.history, "time_s": elapsed})
             print(f"{norm:>6} {name:<12} done in {elapsed:.0f} s", file=sys.stderr)
     where = f", norm {args.position} the ReLU" if args.norms != "none" else ""
-    title = (f"mnist1d, ReLU MLPs of width {args.width}{where}, He init, SGD lr {args.lr} momentum {args.momentum}, "
+    title = (f"mnist1d, ReLU MLPs of width {args.width}{where}, residual scale {args.residual_scale}, He init, SGD lr {args.lr} momentum {args.momentum}, "
              f"batch {args.batch_size}, {args.epochs} epochs, {args.seeds} seeds per row (one population each)")
     table = format_table(header, rows, title=title)
     print(table)

@@ -482,3 +482,22 @@ def test_mlp_dropout_is_never_applied_after_the_output_layer():
         pm = torch.tensor(p).view(-1, 1, 1)
         masks.append((u >= pm).float() / (1 - pm))
     torch.testing.assert_close(out, _hand_mlp_forward(model, x, masks), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_residual_mlp_adds_the_scaled_branch_where_widths_agree(scale):
+    """h_1 = relu(x W_1 + b_1) (widths differ: no skip); h_l = h_{l-1} + scale * relu(h_{l-1} W_l + b_l)."""
+    from tamenet.models import MLP
+
+    torch.manual_seed(0)
+    model = MLP(5, 3, widths=[6, 6, 6], seeds=[0, 1], residual=True, residual_scale=scale).eval()
+    with torch.no_grad():
+        for linear in model.hidden:
+            linear.bias.normal_()
+    x = torch.randn(4, 5)
+    for m in range(2):
+        h = torch.relu(x @ model.hidden[0].weight[m] + model.hidden[0].bias[m])
+        for linear in model.hidden[1:]:
+            h = h + scale * torch.relu(h @ linear.weight[m] + linear.bias[m])
+        expected = h @ model.output.weight[m] + model.output.bias[m]
+        torch.testing.assert_close(model(x)[m], expected, rtol=1e-5, atol=1e-5)

@@ -65,6 +65,7 @@ class ModelConfig:
     norm_eps: float = field(default=1e-5, metadata=_range(0.0, None, open_low=True))
     init: str = "he_normal"
     residual: bool = False
+    residual_scale: float = field(default=1.0, metadata=_range(0.0, None, open_low=True))
     # Convolutional kinds (cnn, resnet): rows are reshaped to input_shape, [C, L] or [C, H, W]
     # (default: the data set's own image or signal shape, else [1, F]).
     input_shape: list[int] | None = None

@@ -100,6 +100,7 @@ class CNN(Population):
         bn_momentum: float = 0.1,
         norm_eps: float = 1e-5,
         residual: bool = False,
+        residual_scale: float = 1.0,
         pool: str = "max",
         pool_every: int = 1,
         readout: str = "gap",
@@ -113,6 +114,7 @@ class CNN(Population):
         self.members, self.random = members, MemberRandom(seeds)
         self.input_shape, self.dims = tuple(input_shape), len(input_shape) - 1
         self.norm_position, self.residual, self.has_norm = norm_position, residual, norm != "none"
+        self.residual_scale = residual_scale
         self.pool_kind, self.readout = pool, readout
         dropout = dropout or [[0.0] * members for _ in range(1 + len(channels) + len(head_widths))]
         make_norm = _norm_factory(norm, bn_momentum, norm_eps)
@@ -161,7 +163,7 @@ class CNN(Population):
                 z = drop(z)
             # a shared input [B, C, *S] broadcasts against z [M, B, C, *S]: compare channels and positions only
             same = self.residual and h.shape[-self.dims - 1:] == z.shape[-self.dims - 1:]
-            h = h + z if same else z
+            h = torch.add(h, z, alpha=self.residual_scale) if same else z
             if pooled:
                 h = apply_pool(h, self.pool_kind)
         h = global_avg_pool(h) if self.readout == "gap" else h.reshape(*h.shape[:2], -1)
@@ -347,6 +349,7 @@ def build_cnn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> C
         bn_momentum=cfg.bn_momentum,
         norm_eps=cfg.norm_eps,
         residual=cfg.residual,
+        residual_scale=cfg.residual_scale,
         pool=cfg.pool,
         pool_every=cfg.pool_every,
         readout=cfg.readout,

@@ -85,7 +85,8 @@ class Population(nn.Module):
 class MLP(Population):
     """Dense network: [dropout] -> (Linear -> norm/activation -> [noise] -> dropout [+ skip]) x L -> Linear.
 
-    With `residual`, a hidden layer whose input and output widths agree adds its input (He et al., CVPR 2016).
+    With `residual`, a hidden layer whose input and output widths agree adds its input (He et al., CVPR 2016):
+    `h <- h + residual_scale * z`; a scale below 1 keeps a deep stack without normalization from blowing up.
     Dropout is never applied to the output layer. A hidden layer followed by BatchNorm (`norm_position`
     "before") has no bias: BatchNorm subtracts it again and its `beta` takes its place, so its true
     gradient is zero and Adam would turn the rounding noise of that gradient into full-size steps.
@@ -117,12 +118,14 @@ class MLP(Population):
         bn_momentum: float = 0.1,
         norm_eps: float = 1e-5,
         residual: bool = False,
+        residual_scale: float = 1.0,
         init: str = "he_normal",
     ) -> None:
         super().__init__()
         members = len(seeds)
         self.members, self.random = members, MemberRandom(seeds)
         self.norm_position, self.residual, self.has_norm = norm_position, residual, norm != "none"
+        self.residual_scale = residual_scale
         dropout = dropout or [[0.0] * members for _ in range(len(widths) + 1)]
         norm_cls = lookup(NORMS, norm, "norm")
         weight_norm_factory = lookup(WEIGHT_NORMS, weight_norm, "weight norm")
@@ -178,7 +181,7 @@ class MLP(Population):
         drop = self.dropouts[i]
         if drop.acts:
             z = drop(z)
-        return h + z if self.residual and h.shape[-1] == z.shape[-1] else z
+        return torch.add(h, z, alpha=self.residual_scale) if self.residual and h.shape[-1] == z.shape[-1] else z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Modules that do nothing (no norm, dropout off or in eval mode) are skipped: calls cost
@@ -197,7 +200,7 @@ class MLP(Population):
                 z = self.noises[i](z)
             if drop.acts:
                 z = drop(z)
-            h = h + z if self.residual and h.shape[-1] == z.shape[-1] else z
+            h = torch.add(h, z, alpha=self.residual_scale) if self.residual and h.shape[-1] == z.shape[-1] else z
         return self.output(h)
 
     def mc_forward(self, x: torch.Tensor, samples: int) -> torch.Tensor:
@@ -212,7 +215,10 @@ class MLP(Population):
         for i in range(first):
             h = self._post_dropout(i, h, self._pre_dropout(i, h))
         z = self.dropouts[first].sample_tiled(self._pre_dropout(first, h), samples)
-        h = tile(h, samples, h.dim() - 2) + z if self.residual and h.shape[-1] == z.shape[-1] else z
+        if self.residual and h.shape[-1] == z.shape[-1]:
+            h = torch.add(tile(h, samples, h.dim() - 2), z, alpha=self.residual_scale)
+        else:
+            h = z
         for i in range(first + 1, len(self.hidden)):
             h = self._post_dropout(i, h, self._pre_dropout(i, h))
         return self.output(h)
@@ -318,6 +324,7 @@ def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> M
         bn_momentum=cfg.bn_momentum,
         norm_eps=cfg.norm_eps,
         residual=cfg.residual,
+        residual_scale=cfg.residual_scale,
         init=cfg.init,
     )
 
