@@ -11,7 +11,7 @@ A completeness test fails when a registry gains a name that no case here exercis
 
 from __future__ import annotations
 
-import copy
+import functools
 import dataclasses
 
 import pytest
@@ -19,7 +19,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from tamenet.api import fit
-from tamenet.config import ScheduleConfig
+from tamenet.config import ScheduleConfig, set_key
 from tamenet.models import MODELS, WEIGHT_NORMS, build_model
 from tamenet.nn import ACTIVATIONS, INITS, NORMS
 from tamenet.nn.layers import DROPOUT_MODES
@@ -81,14 +81,7 @@ CASES.update({
 
 
 def _recipe(changes: dict) -> dict:
-    raw = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        *sections, key = dotted.split(".")
-        node = raw
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
-    return raw
+    return functools.reduce(lambda raw, change: set_key(raw, *change), changes.items(), BASE)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -25,13 +25,7 @@ QUIET = {"tensorboard": False, "plots": False, "checkpoint": False}
 NO_EARLY_STOP = {"patience": None, "restore_best": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest and keeps timings steady on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(kind: str, n_in: int, members: int = 2, **keys) -> torch.nn.Module:

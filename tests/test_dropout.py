@@ -3,7 +3,7 @@ DropConnect, noise on hidden units and weights, Monte-Carlo dropout prediction."
 
 from __future__ import annotations
 
-import copy
+import functools
 import csv
 import math
 
@@ -13,7 +13,7 @@ import torch
 
 from tamenet.api import fit
 from tamenet.cli import main
-from tamenet.config import RecipeError
+from tamenet.config import RecipeError, set_key
 from tamenet.data import SplitData
 from tamenet.models import MLP, WEIGHT_NORMS, Wrapped
 from tamenet.nn import (
@@ -43,14 +43,7 @@ BASE = {
 
 
 def _with(recipe: dict, **changes) -> dict:
-    out = copy.deepcopy(recipe)
-    for dotted, value in changes.items():
-        *sections, key = dotted.split(".")
-        node = out
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
-    return out
+    return functools.reduce(lambda raw, change: set_key(raw, *change), changes.items(), recipe)
 
 
 def _within(mean: torch.Tensor, expected: torch.Tensor, std: torch.Tensor, n: int, k: float = 5.0) -> bool:

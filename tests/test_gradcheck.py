@@ -13,14 +13,7 @@ from tamenet.models import MLP
 F, K, B = 5, 3, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Hundreds of tiny float64 forward passes: thread hand-offs would cost more than the work,
-    and on a busy machine far more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(task: str, *, members: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,13 +42,7 @@ from tamenet.select.search import best_index, candidate_recipe, population_recip
 from tamenet.trained import evaluate_run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest and keeps timings steady on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _raw(**sections) -> dict:

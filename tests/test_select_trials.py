@@ -26,13 +26,7 @@ from tamenet.select.splits import kfold
 from tamenet.select.trials import ask_batch, make_study, parse_dimension, parse_space, run_trials
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest and keeps timings steady on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _raw(**train) -> dict:

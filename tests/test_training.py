@@ -3,7 +3,7 @@ populations against separate runs, reproducibility, divergence, clipping, run di
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import math
 
@@ -15,7 +15,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Lasso
 
 from tamenet.api import fit
-from tamenet.config import Recipe, parse
+from tamenet.config import Recipe, parse, set_key
 from tamenet.data import prepare, split_indices
 from tamenet.models import build_model
 from tamenet.recipes import load_recipe
@@ -28,15 +28,8 @@ QUIET = {"tensorboard": False, "plots": False, "checkpoint": False}
 
 
 def _with(recipe: dict, **changes) -> dict:
-    """A deep copy of `recipe` with dotted keys set: _with(r, **{"train.lr": 0.1})."""
-    out = copy.deepcopy(recipe)
-    for dotted, value in changes.items():
-        *sections, key = dotted.split(".")
-        node = out
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
-    return out
+    """A copy of `recipe` with dotted keys set (`config.set_key`): _with(r, **{"train.lr": 0.1})."""
+    return functools.reduce(lambda raw, change: set_key(raw, *change), changes.items(), recipe)
 
 
 def _member_history(history: list[dict], member: int) -> np.ndarray:
