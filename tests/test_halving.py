@@ -62,3 +62,29 @@ def test_halving_keeps_the_clearly_best_candidate_and_leaves_its_results_unchang
     table = candidate_table(halved)
     assert best_index(table, "accuracy") == 1
     assert all(math.isfinite(row["cv_accuracy_mean"]) for row in table)  # dropped ones were scored when they left
+
+
+def test_without_a_stopping_set_halving_ranks_by_the_scored_rows_and_keeps_the_clearly_best():
+    """No early stopping, no stopping set: the rungs rank by the score the search selects on. The clearly
+    best candidate sits in the middle of the grid, so keeping the grid's first candidates would fail."""
+    lrs = [1e-7, 1e-6, 1e-7, 0.05, 1e-7, 1e-6]
+    raw = {
+        "data": {"name": "moons", "n_samples": 240, "noise": 0.2},
+        "model": {"widths": [16], "dropout": 0.1},
+        "train": {"optimizer": "sgd", "momentum": 0.9, "lr": lrs, "epochs": 9, "batch_size": 32,
+                  "early_stopping": {"patience": None, "restore_best": False}},
+        "seed": 1,
+    }
+    recipe = load_recipe(raw)
+    pool = make_pool(recipe)
+    folds = make_folds("kfold", pool.y, folds=3)
+    full = run_cv(recipe, pool, folds)
+    halved = run_cv(recipe, pool, folds, halving_eta=3)
+    assert not halved.trainer.data.has_val  # nothing but the scored rows to rank by
+    assert [d is None for d in halved.dropped_at[::3]] == [False, False, False, True, False, False]
+    assert halved.trainer.members == 3
+    for m in (9, 10, 11):  # the survivor's folds score exactly as without halving
+        assert halved.scores["scored"]["accuracy"][m] == full.scores["scored"]["accuracy"][m]
+    # the first rung kept the 2 best candidates by their scored accuracy at that epoch
+    first = halved.halving["steps"][0]
+    assert 3 in first["kept"] and len(first["kept"]) == 2

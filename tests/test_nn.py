@@ -141,6 +141,35 @@ def test_linear_without_bias_equals_functional_linear():
         torch.testing.assert_close(layer(x[0])[m], F.linear(x[0], layer.weight[m].T))
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_BF", "per_member_MBF"])
+def test_narrow_output_at_inference_takes_the_padded_gemm_with_the_same_values(shared, bias, monkeypatch):
+    """10 outputs over NARROW_ROWS rows per member without gradients: the padded GEMM (`Linear._padded`)
+    gives F.linear's values per member; with gradients, or fewer rows, the plain batched matmul runs."""
+    from tamenet.nn.layers import NARROW_ROWS
+
+    torch.manual_seed(0)
+    layer = Linear(3, 7, 10, bias=bias)
+    with torch.no_grad():
+        layer.weight.normal_()
+        if bias:
+            layer.bias.normal_()
+    x = torch.randn(NARROW_ROWS, 7) if shared else torch.randn(3, NARROW_ROWS, 7)
+    calls = []
+    padded = Linear._padded
+    monkeypatch.setattr(Linear, "_padded", lambda self, *a: calls.append(1) or padded(self, *a))
+    with torch.no_grad():
+        y = layer(x)
+    assert calls == [1]
+    for m in range(3):
+        ym = F.linear(x if shared else x[m], layer.weight[m].T, layer.bias[m] if bias else None)
+        torch.testing.assert_close(y[m], ym, rtol=1e-5, atol=1e-5)
+    layer(x)  # with gradients: the plain path
+    with torch.no_grad():
+        layer(x[..., : NARROW_ROWS - 1, :])  # one row fewer: the plain path
+    assert calls == [1]
+
+
 @pytest.mark.parametrize(
     "shape", [(6, 7), (3, 6, 7), (4, 6, 5), (2, 3, 6, 5), (5,)], ids=["BF_bad_F", "MBF_bad_F", "bad_M", "4d", "1d"]
 )

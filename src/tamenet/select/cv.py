@@ -259,7 +259,21 @@ class _Scores:
 
     @torch.no_grad()
     def record(self, trainer: Trainer, indices: list[int], *, restore: bool) -> None:
-        """Score these members (current indices) with their best weights when `restore`; the model is left as it was."""
+        """Score these members (current indices) with their best weights when `restore`; the model is left as it was.
+
+        Without `restore`, a diverged member keeps the weights it diverged with: its scores are NaN
+        (a failed fit, as scikit-learn's `error_score=nan`), and a population evaluation is not run for it.
+        """
+        state = trainer.state
+        failed = [i for i in indices if not restore and state.diverged_at[i] is not None]
+        for i in failed:
+            for split in self.values.values():
+                for values in split.values():
+                    values[trainer.member_ids[i]] = math.nan
+        self._keep_state(trainer, indices)
+        indices = [i for i in indices if i not in failed]
+        if not indices:
+            return
         saved = {k: v.clone() for k, v in trainer.model.state_dict().items()} if restore else None
         if restore:
             trainer.restore_best()
@@ -274,13 +288,27 @@ class _Scores:
             for i, member in zip(indices, ids):
                 self.values[name]["loss"][member] = float(loss[i])
                 self.values[name][self.metric][member] = float(value[i])
-        for i, member in zip(indices, ids):
+        if saved is not None:
+            trainer.model.load_state_dict(saved)
+
+    def _keep_state(self, trainer: Trainer, indices: list[int]) -> None:
+        for i in indices:
+            member = trainer.member_ids[i]
             self.best_epoch[member] = trainer.state.best_epoch[i]
             self.diverged_at[member] = trainer.state.diverged_at[i]
             self.stopped[member] = trainer.state.stopped[i]
             self.epochs[member] = trainer.state.epoch
-        if saved is not None:
-            trainer.model.load_state_dict(saved)
+
+    @torch.no_grad()
+    def rung_scores(self, trainer: Trainer) -> list[float]:
+        """Every current member's metric on its fold's scored rows now, signed so that lower is better."""
+        data = trainer.data
+        local = torch.tensor([self.position[m] for m in trainer.member_ids])
+        _, value = evaluate(trainer.model, data.X[data.fold.unsqueeze(1), self.rows.scored[local]],
+                            data.y[data.fold.unsqueeze(1), self.rows.scored[local]], data.task,
+                            target_std=data.target_std, weight=self.rows.scored_weight[local])
+        sign = -1.0 if self.metric == "accuracy" else 1.0
+        return [sign * float(v) for v in value]
 
 
 Leave = Callable[[EpochRecord, Trainer], list[int]]
@@ -383,7 +411,8 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
                 results.dropped_at[trainer.member_ids[i]] = trainer.state.epoch
 
         chunk_candidates = len({m // k for m in ids})
-        halving = Halving(halving_rungs(sub.train.epochs, chunk_candidates, halving_eta), k, halving_eta, on_drop)
+        halving = Halving(halving_rungs(sub.train.epochs, chunk_candidates, halving_eta), k, halving_eta, on_drop,
+                          score=None if rows.data.has_val else results.rung_scores)
 
     def prune(record: EpochRecord, trainer: Trainer) -> None:
         """Members that stopped early, diverged or were named by `leave` go: they cost no more compute."""

@@ -1,7 +1,10 @@
 """Successive halving (X2): at each rung the worse candidates leave the population and stop costing compute.
 
 Candidates are ranked by the mean over their folds of the best stopping-set score so far (the loop's
-early-stopping monitor, never the scored rows); a candidate with a diverged fold ranks last. At each
+early-stopping monitor, never the scored rows). A search without a stopping set (no early stopping)
+ranks by the score it selects on, the folds' scored rows at the rung, as scikit-learn's
+HalvingGridSearchCV ranks by its cross-validated score; before, such a search had nothing to rank by
+and kept the first candidates of the grid. A candidate with a diverged fold ranks last. At each
 rung the best ceil(n / eta) stay (Jamieson & Talwalkar, AISTATS 2016; Li et al., "Hyperband", JMLR 2018).
 """
 
@@ -27,12 +30,17 @@ def halving_rungs(epochs: int, candidates: int, eta: int = 3) -> list[int]:
 
 @dataclass
 class Halving:
-    """The callback: drops candidates at the rungs; `on_drop(trainer, indices)` sees them before they go."""
+    """The callback: drops candidates at the rungs; `on_drop(trainer, indices)` sees them before they go.
+
+    `score(trainer)` gives every current member's rung score (lower is better); without it, the
+    members' best stopping-set values rank them.
+    """
 
     rungs: list[int]
     folds: int
     eta: int = 3
     on_drop: Callable[[Trainer, list[int]], None] | None = None
+    score: Callable[[Trainer], list[float]] | None = None
     member_epochs: int = 0
     dropped: list[dict] = field(default_factory=list)
 
@@ -44,9 +52,10 @@ class Halving:
         by_candidate: dict[int, list[int]] = {}
         for index, member in enumerate(trainer.member_ids):
             by_candidate.setdefault(member // self.folds, []).append(index)
+        member_scores = self.score(trainer) if self.score is not None else state.best_value
         scores = {}
         for candidate, indices in by_candidate.items():
-            values = [state.best_value[i] for i in indices]
+            values = [member_scores[i] for i in indices]
             bad = any(state.diverged_at[i] is not None for i in indices) or not all(map(math.isfinite, values))
             scores[candidate] = math.inf if bad else sum(values) / len(values)
         ranked = sorted(by_candidate, key=lambda c: (scores[c], c))
