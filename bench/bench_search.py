@@ -322,20 +322,24 @@ def run_sequential(args: argparse.Namespace, ctx: Context, r: int) -> dict[str, 
         "extrapolated_x": scale,
         "fits_stopped_early": stopped_early,
     }
+    # a diverged fit scores NaN (a failed fit, as in the population and in GridSearchCV) and never wins
     if len(folds) == FOLDS:
         means = acc.mean(1)
-        best = int(np.argmax(means))
+        best = int(np.argmax(np.where(np.isfinite(means), means, -np.inf)))
         out.update(best_l2=GRID[best], best_cv_accuracy=float(means[best]), cv_accuracy=means.tolist())
     else:  # the chosen lambda needs all folds: report the measured fold(s) only
-        means = np.nanmean(acc, 1)
-        best = int(np.argmax(means))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a candidate whose measured fit diverged: all NaN
+            means = np.nanmean(acc, 1)
+        best = int(np.argmax(np.where(np.isfinite(means), means, -np.inf)))
         out.update(best_l2=GRID[best], best_cv_accuracy=float(means[best]), cv_accuracy=means.tolist(),
                    partial=f"fold(s) {folds} only")
     if ctx.population_folds is not None:  # the same models as the population's members?
         pop = np.array(ctx.population_folds)
-        diff = np.abs(pop[:, folds] - acc[:, folds])
+        a, b = pop[:, folds], acc[:, folds]
+        diff = np.abs(a - b)
         out["max_abs_diff_vs_population"] = float(np.nanmax(diff))
-        out["fits_differing_from_population"] = int((diff > 0).sum())
+        out["fits_differing_from_population"] = int(((diff > 0) | (np.isnan(a) != np.isnan(b))).sum())
     return out
 
 

@@ -431,6 +431,7 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
 
     trainer = Trainer(model, rows.data, sub, callbacks=[*(callbacks or []), *([halving] if halving else []), prune])
     trainer.member_ids = list(ids)  # original member numbers: metrics rows and scores use them
+    trainer.keeps_best = restore
     trainer.run()  # restores the best weights of the members still there
     results.record(trainer, list(range(trainer.members)), restore=False)
     return trainer, rows, halving

@@ -144,6 +144,8 @@ class Trainer:
             diverged_at=[None] * self.members,
         )
         self.best_state = self._snapshot()
+        self.keeps_best = True  # False: nobody restores the best epoch's weights (cross-validation without
+        # restore_best), so they are not copied at every improvement (a pass over every weight per epoch)
         self.history: list[dict] = []
         self.member_ids = list(range(self.members))  # original member numbers, after compaction too
 
@@ -166,6 +168,8 @@ class Trainer:
 
     @torch.no_grad()
     def _keep_best(self, improved: torch.Tensor) -> None:
+        if not self.keeps_best:
+            return
         for name, t in self._member_tensors().items():
             mask = improved.view(-1, *([1] * (t.dim() - 1)))
             self.best_state[name] = torch.where(mask, t.detach(), self.best_state[name])
@@ -173,6 +177,8 @@ class Trainer:
     @torch.no_grad()
     def restore_best(self) -> None:
         """Load every member's weights from its best epoch (G2)."""
+        if not self.keeps_best:
+            raise RuntimeError("this trainer does not keep the best epoch's weights (keeps_best is False)")
         for name, t in self._member_tensors().items():
             t.copy_(self.best_state[name])
 
