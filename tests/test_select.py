@@ -534,3 +534,27 @@ def test_dropout_grid_follows_widths_from_the_same_grid():
     structures, numbers = split_grid(recipe, grid)
     assert [population_recipe(recipe, s, numbers).model.dropout for s in structures] == [
         [0.0, [0, 0.3]], [0.0, [0, 0.3], [0, 0.3]]]
+
+
+@pytest.mark.parametrize("restore", [False, True], ids=["last_weights", "best_weights"])
+def test_a_diverged_fold_scores_nan_with_its_last_weights_and_its_best_epoch_when_restoring(restore):
+    """SGD at lr 1e8 (momentum, no clipping) diverges in epoch 1. Kept at its last (non-finite) weights it is a failed fit: NaN
+    scores, as scikit-learn's error_score=nan, never chosen; restored to its best epoch it scores those
+    weights (here the initial ones) like any other member. The healthy candidate is the same either way."""
+    raw = _raw(train={"optimizer": "sgd", "momentum": 0.9, "lr": [0.05, 1e8], "epochs": 3, "clip": {"by": "none"},
+                      "early_stopping": {"patience": None, "restore_best": restore}})
+    recipe = load_recipe(raw)
+    pool = make_pool(recipe)
+    folds = kfold(pool.y, k=3, seed=0)
+    run = run_cv(recipe, pool, folds)
+    assert all(run.diverged_at[m] == 1 for m in (3, 4, 5))
+    sick = [run.scores[split][q][m] for split in ("fit", "scored") for q in ("loss", "accuracy") for m in (3, 4, 5)]
+    if restore:
+        assert all(math.isfinite(v) for v in sick)
+        assert all(run.best_epoch[m] == 0 for m in (3, 4, 5))
+    else:
+        assert all(math.isnan(v) for v in sick)
+    healthy = [run.scores["scored"]["accuracy"][m] for m in (0, 1, 2)]
+    assert all(0.5 < v <= 1.0 for v in healthy)
+    table = candidate_table(run)
+    assert best_index(table, "accuracy") == 0

@@ -124,12 +124,17 @@ def test_trials_are_reproducible_with_a_seed():
     assert [r["train.lr"] for r in other] != [r["train.lr"] for r in first]
 
 
-def test_pruning_stops_the_trials_with_absurd_learning_rates():
-    """lr from 1e-7 to 1: the first batch sets the medians; later trials that barely learn are pruned early."""
-    recipe, pool, folds = _setup(_raw())
+@pytest.mark.parametrize("stopping_set", [True, False], ids=["stopping_set", "scored_rows"])
+def test_pruning_stops_the_trials_with_absurd_learning_rates(stopping_set):
+    """lr from 1e-7 to 1: the first batch sets the medians; later trials that barely learn are pruned early.
+    Without a stopping set (no early stopping) the trials report their folds' scored rows instead: the
+    pruner still acts (it used to get no reports and never pruned)."""
+    stopping = {"patience": None} if stopping_set else {"patience": None, "restore_best": False}
+    recipe, pool, folds = _setup(_raw(early_stopping=stopping))
     dims = parse_space(["train.lr=1e-7:1:log"], recipe)
     rows, runs, study = run_trials(recipe, dims, pool, folds, trials=16, batch=4, sampler="random", seed=0,
                                    stop_share=0.2)
+    assert runs[0].trainer.data.has_val == stopping_set
     pruned = [r for r in rows if r["pruned"]]
     assert len(pruned) >= 3
     assert all(r["trial"] >= 4 for r in pruned)  # the median pruner compares with trials completed before

@@ -300,19 +300,28 @@ class _Scores:
             self.epochs[member] = trainer.state.epoch
 
     @torch.no_grad()
-    def rung_scores(self, trainer: Trainer) -> list[float]:
-        """Every current member's metric on its fold's scored rows now, signed so that lower is better."""
+    def scored_now(self, trainer: Trainer) -> list[float]:
+        """Every current member's metric on its fold's scored rows with its current weights."""
         data = trainer.data
         local = torch.tensor([self.position[m] for m in trainer.member_ids])
         _, value = evaluate(trainer.model, data.X[data.fold.unsqueeze(1), self.rows.scored[local]],
                             data.y[data.fold.unsqueeze(1), self.rows.scored[local]], data.task,
                             target_std=data.target_std, weight=self.rows.scored_weight[local])
+        return [float(v) for v in value]
+
+    def rung_scores(self, trainer: Trainer) -> list[float]:
+        """`scored_now`, signed so that lower is better (successive halving's ranking)."""
         sign = -1.0 if self.metric == "accuracy" else 1.0
-        return [sign * float(v) for v in value]
+        return [sign * v for v in self.scored_now(trainer)]
 
 
-Leave = Callable[[EpochRecord, Trainer], list[int]]
-"""A callback that names the members (current indices) that leave the population after this epoch."""
+Leave = Callable[[EpochRecord, Trainer, "list[float] | None"], list[int]]
+"""A callback that names the members (current indices) that leave the population after this epoch.
+
+Its third argument is None when the population has a stopping set (the record's `val_` columns
+monitor the members); without one, every member's metric on its fold's scored rows now, the score
+the search selects on (the stopping set's place, as in successive halving).
+"""
 
 
 def run_cv(
@@ -417,7 +426,8 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
     def prune(record: EpochRecord, trainer: Trainer) -> None:
         """Members that stopped early, diverged or were named by `leave` go: they cost no more compute."""
         state = trainer.state
-        left = sorted(set(leave(record, trainer))) if leave is not None else []
+        scored = None if leave is None or rows.data.has_val else results.scored_now(trainer)
+        left = sorted(set(leave(record, trainer, scored))) if leave is not None else []
         for i in left:
             results.dropped_at[trainer.member_ids[i]] = state.epoch
         done = [i for i in range(trainer.members)

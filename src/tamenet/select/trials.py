@@ -3,7 +3,8 @@
 Optuna's ask-and-tell interface asks for a batch of trials at once; the batch's candidates (numeric
 values as members, x folds) train as one population per structural choice. After every epoch each
 trial reports the mean over its folds of the best stopping-set metric so far (`trial.report`, never
-the scored rows); a trial the pruner rejects (`trial.should_prune`) leaves the population for real,
+the scored rows; without a stopping set, its folds' scored-row metric now, as successive halving
+ranks then); a trial the pruner rejects (`trial.should_prune`) leaves the population for real,
 its members scored with their best weights, as successive halving does. When the batch is done,
 every trial is told its cross-validated score (mean over folds of the scored rows), or that it was
 pruned or failed (a diverged fold). Batches make the search less sequential than Optuna's usual
@@ -141,8 +142,10 @@ class TrialReporter:
     """The `leave` callback of a batch population: reports each trial per epoch, names the pruned ones' members.
 
     A trial's intermediate value at epoch e is the mean over its folds of the best stopping-set
-    metric up to e (the loop's validation rows are the stopping set); it reports while any of its
-    folds still trains, so the reports do not depend on which other trials share its population.
+    metric up to e (the loop's validation rows are the stopping set); without a stopping set (no
+    early stopping), of its folds' scored-row metric at e, the score it is finally told (the last
+    epoch's weights). It reports while any of its folds still trains, so the reports do not depend
+    on which other trials share its population.
     """
 
     def __init__(self, trials: list[optuna.Trial], folds: int, metric: str) -> None:
@@ -151,13 +154,15 @@ class TrialReporter:
         self.best: dict[int, float] = {}
         self.diverged: set[int] = set()
 
-    def __call__(self, record: EpochRecord, trainer: Trainer) -> list[int]:
+    def __call__(self, record: EpochRecord, trainer: Trainer, scored: list[float] | None = None) -> list[int]:
         present: dict[int, list[int]] = {}
         for i, row in enumerate(record.rows):
             member = row["member"]
-            value = row[f"val_{self.metric}"]
+            value = row[f"val_{self.metric}"] if scored is None else scored[i]
             if record.diverged[i] or trainer.state.diverged_at[i] is not None:
                 self.diverged.add(member)
+            elif scored is not None and math.isfinite(value):
+                self.best[member] = value  # no stopping set: the weights it would be scored with are the current ones
             elif math.isfinite(value) and (member not in self.best or self.sign * value > self.sign * self.best[member]):
                 self.best[member] = value
             present.setdefault(member // self.folds, []).append(i)
