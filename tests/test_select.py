@@ -558,3 +558,21 @@ def test_a_diverged_fold_scores_nan_with_its_last_weights_and_its_best_epoch_whe
     assert all(0.5 < v <= 1.0 for v in healthy)
     table = candidate_table(run)
     assert best_index(table, "accuracy") == 0
+
+
+def test_regularization_path_marks_diverged_candidates_and_draws_the_chosen_best(monkeypatch):
+    """The line for the best is the search's choice (a candidate halving dropped early never wins, even with a
+    higher partial score); candidates without a score (diverged) are drawn as marks, not left out."""
+    import tamenet.select.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure))
+    rows = []
+    for c, (l2, cv, dropped) in enumerate([(1e-4, 0.90, None), (1e-2, 0.95, 1), (1.0, 0.93, None), (1e2, math.nan, 1)]):
+        rows.append({"candidate": c, "penalty.l2": l2, "cv_accuracy_mean": cv, "cv_accuracy_std": 0.01,
+                     "train_accuracy_mean": cv, "train_accuracy_std": 0.01, "dropped_at_epoch": dropped})
+    plots.plot_path(rows, "penalty.l2", "accuracy", None)
+    lines = {line.get_label(): line for line in figures[0].axes[0].get_lines()}
+    assert list(lines["diverged (no score)"].get_xdata()) == [1e2]
+    assert best_index(rows, "accuracy") == 2
+    assert list(lines["best penalty.l2 = 1"].get_xdata()) == [1.0, 1.0]

@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..track import save_figure
+from .search import best_index
 
 MAX_LABELLED = 30
 
@@ -60,7 +61,11 @@ def plot_path(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> 
         std = np.array([rows[i][f"{prefix}_{metric}_std"] for i in order])
         axes.plot(x, mean, marker="o", color=colour, label=label)
         axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
-    best = int(np.nanargmax([rows[i][f"cv_{metric}_mean"] * (1 if metric == "accuracy" else -1) for i in order]))
+    failed = [j for j, i in enumerate(order) if not np.isfinite(rows[i][f"cv_{metric}_mean"])]
+    if failed:  # diverged candidates have no score: marked on the axis, not left out silently
+        axes.plot(x[failed], np.full(len(failed), axes.get_ylim()[0]), linestyle="none", marker="x", color="tab:red",
+                  markersize=9, clip_on=False, label="diverged (no score)")
+    best = list(order).index(best_index(rows, metric))
     axes.axvline(x[best], color="black", linestyle=":", label=f"best {key} = {values[best]:.3g}")
     if log:
         axes.set_xscale("log")
