@@ -311,17 +311,20 @@ def _reference_mc(net: MLP, x: torch.Tensor, T: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "dropout_p, residual",
-    [([[0.2] * 2, [0.3] * 2, [0.5] * 2], False), ([[0.0] * 2, [0.0] * 2, [0.5, 0.3]], False),
-     ([[0.0] * 2, [0.4] * 2, [0.0] * 2], True)],
-    ids=["input_dropout_tiling_path", "last_layer_prefix_once", "residual_prefix_once"],
+    "dropout_p, residual, masked",
+    [([[0.2] * 2, [0.3] * 2, [0.5] * 2], False, False), ([[0.0] * 2, [0.0] * 2, [0.5, 0.3]], False, False),
+     ([[0.0] * 2, [0.4] * 2, [0.0] * 2], True, False), ([[0.0] * 2, [0.0] * 2, [0.5, 0.3]], False, True)],
+    ids=["input_dropout_tiling_path", "last_layer_prefix_once", "residual_prefix_once", "input_mask_prefix_once"],
 )
-def test_batched_mc_equals_explicit_passes_with_the_same_masks(dropout_p, residual):
+def test_batched_mc_equals_explicit_passes_with_the_same_masks(dropout_p, residual, masked):
     net = MLP(6, 3, widths=[10, 10], seeds=[0, 1], dropout=dropout_p, norm="batch", residual=residual)
     with torch.no_grad():  # running statistics unlike a batch's own: eval-mode BatchNorm is visible
         for norm in net.norms:
             norm.running_mean.normal_()
             norm.running_var.uniform_(0.5, 2.0)
+    if masked:  # C6: each member sees its own inputs, in the batched prefix too
+        net.add_input_mask(6)
+        net.input_mask.copy_(torch.tensor([[1.0, 0, 1, 0, 1, 1], [0, 1, 1, 1, 0, 0]]))
     x, T = torch.randn(7, 6), 5
     net.train()
     net.random.step = 42

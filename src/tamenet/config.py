@@ -45,9 +45,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A network built by `tamenet.models` (A1, A5, D1, D3, D4, F1-F4)."""
+    """A network built by `tamenet.models` (A1, A5, C6, D1, D3, D4, F1-F4)."""
 
     kind: str = "mlp"
+    # C6: each member sees only its k best inputs, ranked on its own training rows (F-test); 0: all
+    input_features: PerMember = field(default=0, metadata=_range(0, None))
     widths: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "relu"
     leaky_slope: float = field(default=0.01, metadata=_range(0.0, None))

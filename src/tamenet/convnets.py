@@ -150,6 +150,7 @@ class CNN(Population):
         _init_layers([*self.convs, *self.head, self.output], init, self.random.seeds)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.select_inputs(x)
         h = self.input_dropout(x) if self.input_dropout.acts else x
         h = h.reshape(*h.shape[:-1], *self.input_shape)  # [B, C, *S] or [M, B, C, *S]
         for conv, norm, drop, pooled in zip(self.convs, self.norms, self.dropouts, self.pooled):
@@ -288,6 +289,7 @@ class ResNet(Population):
         return [self.stem, *(c for block in self.blocks for c in block.convs()), self.output]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.select_inputs(x)
         h = self.input_dropout(x) if self.input_dropout.acts else x
         h = h.reshape(*h.shape[:-1], *self.input_shape)
         h = self.activation(self.stem_norm(self.stem(h)))

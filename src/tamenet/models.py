@@ -73,13 +73,27 @@ class ParamRole:
 
 
 class Population(nn.Module):
-    """Base of every trainable population: `members`, its random source and its parameters' roles."""
+    """Base of every trainable population: `members`, its random source and its parameters' roles.
+
+    With `model.input_features` (C6) the population holds a buffer `input_mask` [M, F] (1 = an input
+    member m sees, 0 = one it does not): `select_inputs` applies it before the first layer, so the
+    masked inputs neither reach the outputs nor receive weight gradients. `tamenet.inputs` fills it.
+    """
 
     members: int
     random: MemberRandom
 
     def param_roles(self) -> list[ParamRole]:
         raise NotImplementedError
+
+    def add_input_mask(self, n_in: int) -> None:
+        """Hold a mask of the inputs, every input kept until `tamenet.inputs.select_inputs_` ranks them."""
+        self.register_buffer("input_mask", torch.ones(self.members, n_in))
+
+    def select_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, F] or [M, B, F] -> the inputs each member sees: x itself, or [M, B, F] with the masked ones zero."""
+        mask = self._buffers.get("input_mask")
+        return x if mask is None else x * mask.unsqueeze(1)
 
 
 class MLP(Population):
@@ -187,6 +201,7 @@ class MLP(Population):
         # Modules that do nothing (no norm, dropout off or in eval mode) are skipped: calls cost
         # microseconds, and small models take thousands of steps.
         # (inline rather than through _pre_dropout / _post_dropout, which Monte-Carlo dropout uses)
+        x = self.select_inputs(x)
         h = self.input_dropout(x) if self.input_dropout.acts else x
         noisy = self.noises is not None and self.training
         for i, (linear, norm, drop) in enumerate(zip(self.hidden, self.norms, self.dropouts)):
@@ -211,7 +226,7 @@ class MLP(Population):
         first = None if self.input_dropout.active else next((i for i, d in enumerate(self.dropouts) if d.active), None)
         if first is None:
             return self(tile(x, samples, x.dim() - 2))
-        h = x
+        h = self.select_inputs(x)
         for i in range(first):
             h = self._post_dropout(i, h, self._pre_dropout(i, h))
         z = self.dropouts[first].sample_tiled(self._pre_dropout(first, h), samples)
@@ -353,7 +368,11 @@ def build_model(
     """
     if cfg.input_shape is None and input_shape is not None:
         cfg = dataclasses.replace(cfg, input_shape=[int(s) for s in input_shape])
-    return lookup(MODELS, cfg.kind, "model kind")(cfg, n_in=n_in, n_out=n_out, seeds=seeds)
+    model = lookup(MODELS, cfg.kind, "model kind")(cfg, n_in=n_in, n_out=n_out, seeds=seeds)
+    ks = cfg.input_features if isinstance(cfg.input_features, list) else [cfg.input_features]
+    if any(k != 0 for k in ks):
+        model.add_input_mask(n_in)
+    return model
 
 
 def count_parameters(model: Population) -> int:

@@ -28,6 +28,7 @@ NUMERIC_KEYS = (
     "penalty.l2", "penalty.l1", "train.lr", "train.momentum", "train.beta1", "train.beta2", "train.rho",
     "train.weight_decay", "train.input_noise", "train.clip.max", "model.dropout", "model.dropconnect",
     "model.hidden_noise", "model.weight_noise", "penalty.soft_sharing", "constraints.max_norm", "seed",
+    "model.input_features",
 )
 """Grid keys that become member axes of one population; any other key makes separate populations."""
 SCORE_PREFIXES = ("train_", "cv_", "best_epochs", "diverged_folds", "dropped_at_epoch", "epochs_trained")

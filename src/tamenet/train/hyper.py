@@ -22,6 +22,7 @@ HYPER_FIELDS = {
     "weight_noise": ("model", "weight_noise"),
     "soft_sharing": ("penalty", "soft_sharing"),
     "max_norm": ("constraints", "max_norm"),
+    "input_features": ("model", "input_features"),
 }
 """Hyper-parameter name -> its place in the recipe."""
 

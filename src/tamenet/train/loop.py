@@ -21,6 +21,7 @@ import torch
 
 from ..config import Recipe, RecipeError
 from ..constraints import resolve_constraints
+from ..inputs import select_inputs_
 from ..models import Population
 from ..nn import MemberRandom, mix_seed
 from ..penalties import (
@@ -143,6 +144,8 @@ class Trainer:
             stopped=[False] * self.members,
             diverged_at=[None] * self.members,
         )
+        if bool((self.hyper["input_features"] != 0).any()):  # C6: each member's k best inputs, from its training rows
+            select_inputs_(model, data, self.hyper["input_features"].tolist())
         self.best_state = self._snapshot()
         self.keeps_best = True  # False: nobody restores the best epoch's weights (cross-validation without
         # restore_best), so they are not copied at every improvement (a pass over every weight per epoch)
