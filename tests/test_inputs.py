@@ -127,3 +127,17 @@ def test_a_users_module_cannot_restrict_its_inputs():
     with pytest.raises(RecipeError, match="model kinds"):
         fit(_raw(input_features=5), module=torch.nn.Linear(64, 10))
     assert Wrapped  # the wrapper a user's module trains in holds no input mask
+
+
+@pytest.mark.parametrize("kind, model", [("cnn", {"channels": [4], "head_widths": []}),
+                                         ("resnet", {"channels": [4], "blocks": 1})])
+def test_convolutional_members_see_only_their_inputs_too(kind, model):
+    raw = _raw(kind=kind, input_features=[12, 0], **model)
+    raw["model"].pop("widths")
+    raw["train"]["epochs"] = 1
+    result = fit(raw)
+    net, mask = result.model.eval(), result.model.input_mask
+    x = result.data.X_test[:30]
+    changed = x + 2.0 * (1 - mask[0])
+    torch.testing.assert_close(net(changed)[0], net(x)[0])
+    assert not torch.allclose(net(changed)[1], net(x)[1])

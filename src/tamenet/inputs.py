@@ -47,7 +47,7 @@ def check_counts(ks: list[float], n_in: int) -> list[int]:
         if float(k) != int(k) or not 0 <= int(k) <= n_in:
             raise RecipeError(
                 f"model.input_features: expected whole numbers from 1 to {n_in} (the data's inputs), or 0 for "
-                f"all of them, got {k!r}"
+                f"all of them, got {k:g}"
             )
         out.append(int(k))
     return out
