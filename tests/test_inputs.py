@@ -12,7 +12,6 @@ from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 from tamenet.api import fit
 from tamenet.config import RecipeError
 from tamenet.inputs import input_ranking
-from tamenet.models import Wrapped
 from tamenet.recipes import load_recipe
 from tamenet.select import Pool, kfold, make_pool, run_cv, search
 from tamenet.select.search import NUMERIC_KEYS
@@ -94,6 +93,29 @@ def test_cross_validation_ranks_each_fold_on_its_training_rows_only():
     assert not torch.equal(again[1], masks[1]) or not torch.equal(again[2], masks[2])
 
 
+def test_with_a_stopping_set_each_fold_ranks_on_its_fit_rows_only():
+    """Early stopping carves a stopping set out of each fold's training rows: the ranking never sees it."""
+    recipe = load_recipe(_raw(input_features=3))
+    pool = make_pool(recipe)
+    folds = kfold(pool.y, k=3, seed=0)
+    run = run_cv(recipe, pool, folds, stop_share=0.3)
+    data = run.trainer.data
+    assert data.has_val
+    for m in range(3):
+        fit_rows, stop_rows = data.train[m].numpy(), data.val[m][data.val_weight[m] > 0].numpy()
+        assert not np.isin(stop_rows, fit_rows).any()
+        X = data.X[int(data.fold[m])].numpy()
+        assert set(torch.nonzero(run.trainer.model.input_mask[m]).flatten().tolist()) == \
+            _kbest(X[fit_rows], pool.y[fit_rows], 3)
+
+
+def test_optuna_draws_whole_input_counts():
+    from tamenet.select.trials import parse_space
+
+    (dim,) = parse_space(["model.input_features=1:64"], load_recipe(_raw()))
+    assert dim.numeric and type(dim.distribution).__name__ == "IntDistribution"
+
+
 def test_a_grid_over_input_features_is_one_population_with_the_scores_of_separate_runs():
     assert "model.input_features" in NUMERIC_KEYS
     raw = _raw()
@@ -117,7 +139,8 @@ def test_the_mask_is_saved_and_reloaded_with_the_model(tmp_path):
     torch.testing.assert_close(trained.model(x), result.model.eval()(x))
 
 
-@pytest.mark.parametrize("value, needle", [(65, "from 1 to 64"), (2.5, "whole numbers"), (-1, "input_features")])
+@pytest.mark.parametrize("value, needle", [(65, "from 1 to 64 .*got 65"), (2.5, "whole numbers .*got 2.5"),
+                                           (-1, "input_features: expected a value >= 0, got -1")])
 def test_bad_counts_are_refused_naming_the_range(value, needle):
     with pytest.raises(RecipeError, match=needle):
         fit(_raw(input_features=value))
@@ -126,7 +149,6 @@ def test_bad_counts_are_refused_naming_the_range(value, needle):
 def test_a_users_module_cannot_restrict_its_inputs():
     with pytest.raises(RecipeError, match="model kinds"):
         fit(_raw(input_features=5), module=torch.nn.Linear(64, 10))
-    assert Wrapped  # the wrapper a user's module trains in holds no input mask
 
 
 @pytest.mark.parametrize("kind, model", [("cnn", {"channels": [4], "head_widths": []}),

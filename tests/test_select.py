@@ -558,6 +558,12 @@ def test_a_diverged_fold_scores_nan_with_its_last_weights_and_its_best_epoch_whe
     assert all(0.5 < v <= 1.0 for v in healthy)
     table = candidate_table(run)
     assert best_index(table, "accuracy") == 0
+    # every member diverges in the same epoch: none leaves early, the loop's end scores them all
+    alone = load_recipe(_raw(train={**raw["train"], "lr": 1e8}))
+    ended = run_cv(alone, pool, folds)
+    assert all(d == 1 for d in ended.diverged_at)
+    scores = ended.scores["scored"]["accuracy"]
+    assert all(math.isfinite(v) for v in scores) if restore else all(math.isnan(v) for v in scores)
 
 
 def test_regularization_path_marks_diverged_candidates_and_draws_the_chosen_best(monkeypatch):
@@ -576,3 +582,8 @@ def test_regularization_path_marks_diverged_candidates_and_draws_the_chosen_best
     assert list(lines["diverged (no score)"].get_xdata()) == [1e2]
     assert best_index(rows, "accuracy") == 2
     assert list(lines["best penalty.l2 = 1"].get_xdata()) == [1.0, 1.0]
+    for row in rows:  # every candidate failed: marks, and no "best" line
+        row["cv_accuracy_mean"] = math.nan
+    plots.plot_path(rows, "penalty.l2", "accuracy", None)
+    labels = [line.get_label() for line in figures[1].axes[0].get_lines()]
+    assert "diverged (no score)" in labels and not any(label.startswith("best") for label in labels)

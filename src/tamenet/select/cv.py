@@ -261,11 +261,13 @@ class _Scores:
     def record(self, trainer: Trainer, indices: list[int], *, restore: bool) -> None:
         """Score these members (current indices) with their best weights when `restore`; the model is left as it was.
 
-        Without `restore`, a diverged member keeps the weights it diverged with: its scores are NaN
-        (a failed fit, as scikit-learn's `error_score=nan`), and a population evaluation is not run for it.
+        A trainer that keeps no best weights (no restore_best) leaves a diverged member with the
+        weights it diverged with: its scores are NaN (a failed fit, as scikit-learn's
+        `error_score=nan`), and no population evaluation runs for it. With restore_best a diverged
+        member is scored with its best epoch's weights (restored here, or by the loop at its end).
         """
         state = trainer.state
-        failed = [i for i in indices if not restore and state.diverged_at[i] is not None]
+        failed = [i for i in indices if not trainer.keeps_best and state.diverged_at[i] is not None]
         for i in failed:
             for split in self.values.values():
                 for values in split.values():
@@ -320,7 +322,8 @@ Leave = Callable[[EpochRecord, Trainer, "list[float] | None"], list[int]]
 
 Its third argument is None when the population has a stopping set (the record's `val_` columns
 monitor the members); without one, every member's metric on its fold's scored rows now, the score
-the search selects on (the stopping set's place, as in successive halving).
+the search selects on (the stopping set's place, as in successive halving). A callback always gets
+all three (`tamenet.select.trials.TrialReporter` is one).
 """
 
 

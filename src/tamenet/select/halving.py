@@ -1,8 +1,8 @@
 """Successive halving (X2): at each rung the worse candidates leave the population and stop costing compute.
 
 Candidates are ranked by the mean over their folds of the best stopping-set score so far (the loop's
-early-stopping monitor, never the scored rows). A search without a stopping set (no early stopping)
-ranks by the score it selects on, the folds' scored rows at the rung, as scikit-learn's
+early-stopping monitor, never the scored rows). A search without a stopping set (`stop_share` 0, or
+neither early stopping nor restore_best) ranks by the score it selects on, the folds' scored rows at the rung, as scikit-learn's
 HalvingGridSearchCV ranks by its cross-validated score. A candidate with a diverged fold ranks last. At each
 rung the best ceil(n / eta) stay (Jamieson & Talwalkar, AISTATS 2016; Li et al., "Hyperband", JMLR 2018).
 """

@@ -65,8 +65,9 @@ def plot_path(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> 
     if failed:  # diverged candidates have no score: marked on the axis, not left out silently
         axes.plot(x[failed], np.full(len(failed), axes.get_ylim()[0]), linestyle="none", marker="x", color="tab:red",
                   markersize=9, clip_on=False, label="diverged (no score)")
-    best = list(order).index(best_index(rows, metric))
-    axes.axvline(x[best], color="black", linestyle=":", label=f"best {key} = {values[best]:.3g}")
+    if len(failed) < len(rows):  # no best line when every candidate failed
+        best = list(order).index(best_index(rows, metric))
+        axes.axvline(x[best], color="black", linestyle=":", label=f"best {key} = {values[best]:.3g}")
     if log:
         axes.set_xscale("log")
     axes.set_xlabel(key + (" (0 drawn a decade below the smallest)" if log and (values <= 0).any() else ""))

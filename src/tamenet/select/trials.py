@@ -51,7 +51,7 @@ PRUNERS = {
 """Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
 of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
 
-INTEGER_KEYS = ("seed",)
+INTEGER_KEYS = ("seed", "model.input_features")
 """Numeric keys whose range holds integers."""
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")
@@ -142,9 +142,9 @@ class TrialReporter:
     """The `leave` callback of a batch population: reports each trial per epoch, names the pruned ones' members.
 
     A trial's intermediate value at epoch e is the mean over its folds of the best stopping-set
-    metric up to e (the loop's validation rows are the stopping set); without a stopping set (no
-    early stopping), of its folds' scored-row metric at e, the score it is finally told (the last
-    epoch's weights). It reports while any of its folds still trains, so the reports do not depend
+    metric up to e (the loop's validation rows are the stopping set); without a stopping set
+    (`stop_share` 0, or neither early stopping nor restore_best), of its folds' scored-row metric at
+    e, the score it is finally told (the last epoch's weights). It reports while any of its folds still trains, so the reports do not depend
     on which other trials share its population.
     """
 
