@@ -24,7 +24,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,10 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-import tamenet
 from tamenet import fit
 from tamenet.config import DataConfig
 from tamenet.data import prepare
+
+from machine import machine_info  # bench/machine.py, beside this script
 
 TARGET_RATIO = 1.1
 HERE = Path(__file__).resolve().parent
@@ -240,34 +240,6 @@ CONTENDERS: dict[str, Callable[..., dict[str, float]]] = {
 
 
 # --------------------------------------------------------------------------- driver
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "processor": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "numpy": np.__version__,
-        "tamenet": tamenet.__version__,
-    }
-    try:
-        import sklearn
-
-        info["sklearn"] = sklearn.__version__
-    except ImportError:
-        pass
-    try:
-        import skorch
-
-        info["skorch"] = skorch.__version__
-    except ImportError:
-        pass
-    return info
-
-
 def available(names: list[str]) -> list[str]:
     keep = []
     for name in names:
@@ -389,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": [sys.executable, *sys.argv] if argv is None else [sys.executable, __file__, *argv],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine_info(),
+        "machine": machine_info(("sklearn", "skorch")),
         "settings": {
             "dataset": "digits",
             "split": {"test": 0.2, "val": 0.3, "seed": 0, "stratify": True, "standardize": "train rows"},

@@ -38,7 +38,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -49,10 +48,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-import tamenet
 from tamenet.allocator import keep_freed_memory
 from tamenet.recipes import load_recipe
 from tamenet.select import make_folds, make_pool, run_cv, search
+
+from machine import machine_info  # bench/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "search.json"
@@ -425,24 +425,6 @@ def profile_population(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- driver
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "processor": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_num_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "tamenet": tamenet.__version__,
-    }
-    import sklearn
-
-    info["sklearn"] = sklearn.__version__
-    return info
-
-
 def minor_faults() -> int | None:
     """This process's minor page faults so far (None where `resource` is missing)."""
     try:
@@ -663,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": [sys.executable, *sys.argv] if argv is None else [sys.executable, __file__, *argv],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine_info(),
+        "machine": machine_info(("sklearn",)),
         "load_average": {"before": load_before, "after": load_after},
         "settings": {
             "dataset": "digits",

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, RecipeError
-from .models import ParamRole, Population, resolve_dropout
+from .models import ParamRole, Population, common_model_args
 from .nn import NORMS, Conv, Dropout, Linear, MemberRandom, global_avg_pool, init_weight_, make_activation
 from .nn import pool as apply_pool
 from .registry import lookup
@@ -340,23 +340,15 @@ def build_cnn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> C
         n_out,
         input_shape=check_input_shape(cfg.input_shape, n_in),
         channels=cfg.channels,
-        seeds=seeds,
         kernel_size=cfg.kernel_size,
-        activation=cfg.activation,
-        slope=cfg.leaky_slope,
-        dropout=resolve_dropout(cfg, len(seeds)),
-        dropout_mode=cfg.dropout_mode,
-        norm=cfg.norm,
+        **common_model_args(cfg, seeds),
         norm_position=cfg.norm_position,
-        bn_momentum=cfg.bn_momentum,
-        norm_eps=cfg.norm_eps,
         residual=cfg.residual,
         residual_scale=cfg.residual_scale,
         pool=cfg.pool,
         pool_every=cfg.pool_every,
         readout=cfg.readout,
         head_widths=cfg.head_widths,
-        init=cfg.init,
     )
 
 
@@ -367,15 +359,7 @@ def build_resnet(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -
         n_out,
         input_shape=check_input_shape(cfg.input_shape, n_in),
         channels=cfg.channels,
-        seeds=seeds,
         blocks=cfg.blocks,
         kernel_size=cfg.kernel_size,
-        activation=cfg.activation,
-        slope=cfg.leaky_slope,
-        dropout=resolve_dropout(cfg, len(seeds)),
-        dropout_mode=cfg.dropout_mode,
-        norm=cfg.norm,
-        bn_momentum=cfg.bn_momentum,
-        norm_eps=cfg.norm_eps,
-        init=cfg.init,
+        **common_model_args(cfg, seeds),
     )

@@ -318,6 +318,21 @@ def _member_numbers(value, members: int, where: str, *, below_one: bool = False)
     return [float(v) for v in values]
 
 
+def common_model_args(cfg: ModelConfig, seeds: list[int]) -> dict:
+    """The constructor arguments every model kind (mlp, cnn, resnet) takes from the recipe alike."""
+    return dict(
+        seeds=seeds,
+        activation=cfg.activation,
+        slope=cfg.leaky_slope,
+        dropout=resolve_dropout(cfg, len(seeds)),
+        dropout_mode=cfg.dropout_mode,
+        norm=cfg.norm,
+        bn_momentum=cfg.bn_momentum,
+        norm_eps=cfg.norm_eps,
+        init=cfg.init,
+    )
+
+
 def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> MLP:
     if not cfg.widths or any(w < 1 for w in cfg.widths):
         raise RecipeError(f"model.widths: expected a non-empty list of positive integers, got {cfg.widths}")
@@ -325,22 +340,14 @@ def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> M
         n_in,
         n_out,
         widths=cfg.widths,
-        seeds=seeds,
-        activation=cfg.activation,
-        slope=cfg.leaky_slope,
-        dropout=resolve_dropout(cfg, len(seeds)),
-        dropout_mode=cfg.dropout_mode,
+        **common_model_args(cfg, seeds),
         dropconnect=_member_numbers(cfg.dropconnect, len(seeds), "model.dropconnect", below_one=True),
         hidden_noise=_member_numbers(cfg.hidden_noise, len(seeds), "model.hidden_noise"),
         weight_noise=_member_numbers(cfg.weight_noise, len(seeds), "model.weight_noise"),
         weight_norm=cfg.weight_norm,
-        norm=cfg.norm,
         norm_position=cfg.norm_position,
-        bn_momentum=cfg.bn_momentum,
-        norm_eps=cfg.norm_eps,
         residual=cfg.residual,
         residual_scale=cfg.residual_scale,
-        init=cfg.init,
     )
 
 
