@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .config import Recipe, RecipeError, parse, population_size, set_key, to_dict
+from .config import Recipe, RecipeError, parse, per_member_values, population_size, set_key, to_dict
 from .models import MODELS
 from .nn import ACTIVATIONS, NORMS, check_init
 from .registry import lookup
@@ -84,7 +84,18 @@ def check_recipe(recipe: Recipe) -> Recipe:
             "model.norm: 'instance' normalizes over spatial positions, which an MLP's features do not have "
             "(use batch, layer, group or switch)"
         )
-    if recipe.model.kind != "mlp":
+    if recipe.model.kind == "linear":
+        hidden_only = {
+            "dropconnect": recipe.model.dropconnect, "hidden_noise": recipe.model.hidden_noise,
+            "weight_norm": recipe.model.weight_norm, "norm": recipe.model.norm, "residual": recipe.model.residual,
+        }
+        used = [k for k, v in hidden_only.items() if any(x not in (0, "none", False) for x in (v if isinstance(v, list) else [v]))]
+        if used:
+            raise RecipeError(
+                f"model.{used[0]}: acts on hidden layers, which kind 'linear' has none of "
+                f"(leave {', '.join('model.' + k for k in used)} at the default, or use kind 'mlp')"
+            )
+    elif recipe.model.kind != "mlp":
         dense_only = {
             "dropconnect": recipe.model.dropconnect, "hidden_noise": recipe.model.hidden_noise,
             "weight_noise": recipe.model.weight_noise, "weight_norm": recipe.model.weight_norm,
@@ -119,3 +130,42 @@ def load_recipe(source: Recipe | dict | str | Path | None = None, overrides: lis
     else:
         raw = read_yaml(source)
     return check_recipe(parse(Recipe, apply_overrides(raw, overrides or [])))
+
+
+# ----------------------------------------------------------------- recipe algebra: expanding and selecting members
+def expand_members(recipe: Recipe, repeat: int) -> Recipe:
+    """The recipe with every per-member list repeated `repeat` times element-wise: [a, b] -> [a, a, b, b].
+
+    Member c * repeat + f is candidate c on fold f.
+    """
+    raw = to_dict(recipe)
+    candidates = population_size(recipe)
+    for path, value in per_member_values(recipe).items():
+        if isinstance(value, list) and len(value) == candidates and path != "seed":
+            set_path(raw, path, [v for v in value for _ in range(repeat)])
+    raw["seed"] = [s for s in member_seeds(recipe) for _ in range(repeat)]  # M = candidates x repeat
+    return check_recipe(parse(Recipe, raw))
+
+
+def select_members(recipe: Recipe, ids: list[int]) -> Recipe:
+    """The recipe of these members only: every per-member list of length M cut to `ids`, seeds listed."""
+    raw = to_dict(recipe)
+    members = population_size(recipe)
+    for path, value in per_member_values(recipe).items():
+        if isinstance(value, list) and len(value) == members and members > 1 and path != "seed":
+            set_path(raw, path, [value[i] for i in ids])
+    seeds = member_seeds(recipe)
+    raw["seed"] = [seeds[i] for i in ids]
+    return check_recipe(parse(Recipe, raw))
+
+
+def set_path(raw: dict, path: str, value: Any) -> None:
+    parts = path.replace("[", ".").replace("]", "").split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node[part]
+    last = parts[-1]
+    if last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value

@@ -13,7 +13,7 @@ import torch
 from .config import Recipe, parse
 from .data import SplitData, Standardizer, prepare
 from .models import Population, build_model
-from .predict import mc_predict
+from .mc_dropout import mc_predict
 from .train import TASK_METRIC, evaluate
 from .train.hyper import member_seeds
 
@@ -63,7 +63,7 @@ class TrainedModel:
 
         classification: `label` (argmax of the mean), `probabilities` (mean over masks) [N, K], `std`
         [N, K] of the probabilities, `entropy` [N] = H[mean probabilities] (nats); regression: `value`
-        (mean) and `std` in the target's units. See `tamenet.predict`.
+        (mean) and `std` in the target's units. See `tamenet.mc_dropout`.
         """
         inputs = SplitData.transform_inputs(self.preprocessing, np.asarray(X))
         summary = mc_predict(self.model, inputs, samples, self.task, member=member)

@@ -150,7 +150,7 @@ class Dropout(nn.Module):
     """Dropout with a drop probability per member; masks come from the population's `MemberRandom`.
 
     `mode` is `inverted` (scale 1/(1-p) in training, identity at test) or `classic` (mask only in
-    training, scale by 1-p at test). Setting `sampling` (see `tamenet.predict.mc_sampling`) keeps
+    training, scale by 1-p at test). Setting `sampling` (see `tamenet.mc_dropout.mc_sampling`) keeps
     drawing masks in eval mode, for Monte-Carlo dropout, from `MemberRandom.generator_keep` (fast
     for large draws). `acts` says whether a call would change x.
     """

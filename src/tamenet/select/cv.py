@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from ..config import Recipe, RecipeError, parse, per_member_values, population_size, to_dict
+from ..config import Recipe, RecipeError, population_size
 from ..data import Dataset, Standardizer, load_dataset, split_indices
 from ..models import build_model
-from ..recipes import check_recipe
+from ..recipes import expand_members, select_members
 from ..train import TASK_METRIC, EpochRecord, Trainer, evaluate, member_seeds
 from ..train.hyper import member_table
 from ..train.member_data import MemberData
@@ -58,44 +58,6 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
     rows = np.sort(np.concatenate([train, val]))
     n_out = len(data.classes) if data.task == "classification" else 1
     return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test), data.image_shape)
-
-
-def expand_members(recipe: Recipe, repeat: int) -> Recipe:
-    """The recipe with every per-member list repeated `repeat` times element-wise: [a, b] -> [a, a, b, b].
-
-    Member c * repeat + f is candidate c on fold f.
-    """
-    raw = to_dict(recipe)
-    candidates = population_size(recipe)
-    for path, value in per_member_values(recipe).items():
-        if isinstance(value, list) and len(value) == candidates and path != "seed":
-            _set_path(raw, path, [v for v in value for _ in range(repeat)])
-    raw["seed"] = [s for s in member_seeds(recipe) for _ in range(repeat)]  # M = candidates x repeat
-    return check_recipe(parse(Recipe, raw))
-
-
-def select_members(recipe: Recipe, ids: list[int]) -> Recipe:
-    """The recipe of these members only: every per-member list of length M cut to `ids`, seeds listed."""
-    raw = to_dict(recipe)
-    members = population_size(recipe)
-    for path, value in per_member_values(recipe).items():
-        if isinstance(value, list) and len(value) == members and members > 1 and path != "seed":
-            _set_path(raw, path, [value[i] for i in ids])
-    seeds = member_seeds(recipe)
-    raw["seed"] = [seeds[i] for i in ids]
-    return check_recipe(parse(Recipe, raw))
-
-
-def _set_path(raw: dict, path: str, value: Any) -> None:
-    parts = path.replace("[", ".").replace("]", "").split(".")
-    node = raw
-    for part in parts[:-1]:
-        node = node[int(part)] if part.isdigit() else node[part]
-    last = parts[-1]
-    if last.isdigit():
-        node[int(last)] = value
-    else:
-        node[last] = value
 
 
 def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

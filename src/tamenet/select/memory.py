@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import Recipe
+from ..recipes import select_members
 from ..models import build_model
 from ..train.hyper import member_hyper, member_seeds
 from ..train.loop import batch_size_of
@@ -94,7 +95,6 @@ class MemoryEstimate:
 
 
 def _one_member(recipe: Recipe) -> Recipe:
-    from .cv import select_members  # cv imports this module
 
     return select_members(recipe, [0])
 

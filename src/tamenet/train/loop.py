@@ -21,14 +21,14 @@ import torch
 
 from ..config import Recipe, RecipeError
 from ..constraints import resolve_constraints
-from ..inputs import select_inputs_
+from ..feature_selection import select_inputs_
 from ..models import Population
 from ..nn import MemberRandom, mix_seed
 from ..penalties import (
     add_penalty_gradients_, add_soft_sharing_gradients_, l1_penalty, l1_proximal_, l2_penalty, penalized,
     sharing_sets, soft_sharing_penalty,
 )
-from ..transforms import CLIPPERS
+from ..clipping import CLIPPERS
 from .hyper import member_hyper
 from .losses import TASK_METRIC, evaluate, finish_metric, member_loss, member_score_sum
 from .member_data import MemberData

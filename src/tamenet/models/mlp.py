@@ -1,19 +1,18 @@
-"""Networks as populations: builders from a recipe, and the roles of their parameters.
+"""Dense populations: the MLP (A1, D1-D4, F1-F4) and the linear model (no hidden layer).
 
 A population holds M members that differ only in numbers (seeds, dropout rates, ...); its outputs
-are [M, B, K]. A user's own `nn.Module` trains as a population of one through `Wrapped`.
+are [M, B, K].
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .config import ModelConfig, RecipeError
-from .nn import (
+from ..config import ModelConfig, RecipeError
+from ..nn import (
     NORMS,
     DropConnect,
     Dropout,
@@ -27,8 +26,10 @@ from .nn import (
     make_activation,
     mix_seed,
 )
-from .nn.layers import tile
-from .registry import lookup
+from ..nn.layers import tile
+from ..registry import lookup
+from .base import ParamRole, Population
+from .options import member_numbers, common_model_args
 
 HIDDEN_NOISE_STREAM = 2_000
 """Random streams (+ layer index) of noise on hidden units, DropConnect masks and weight noise;
@@ -54,46 +55,6 @@ WEIGHT_NORMS = {"none": None, "standardize": _standardize, "minmax": _minmax, "s
 layer's weight W [M, in, out] (F3): weight standardization scaled by sqrt(2 / fan_in), the lecture's
 min-max form with learned gamma and beta per unit (starting at He-uniform's range), spectral
 normalization by one power-iteration step per training batch (member m's vector seeded by its seed)."""
-
-
-@dataclass(frozen=True)
-class ParamRole:
-    """One parameter and what it is: `weight` (penalized by default), `bias` or `norm`; `layer` counts weight layers from the input."""
-
-    name: str
-    param: nn.Parameter
-    role: str
-    layer: int
-    stacked: bool = True  # has the leading member axis
-    fan_in_dims: tuple[int, ...] = (1,)  # axes of the [M, ...] view holding one unit's incoming weights
-
-    def per_member(self, t: torch.Tensor) -> torch.Tensor:
-        """View a tensor shaped like this parameter as [M, ...]."""
-        return t if self.stacked else t.unsqueeze(0)
-
-
-class Population(nn.Module):
-    """Base of every trainable population: `members`, its random source and its parameters' roles.
-
-    With `model.input_features` (C6) the population holds a buffer `input_mask` [M, F] (1 = an input
-    member m sees, 0 = one it does not): `select_inputs` applies it before the first layer, so the
-    masked inputs neither reach the outputs nor receive weight gradients. `tamenet.inputs` fills it.
-    """
-
-    members: int
-    random: MemberRandom
-
-    def param_roles(self) -> list[ParamRole]:
-        raise NotImplementedError
-
-    def add_input_mask(self, n_in: int) -> None:
-        """Hold a mask of the inputs, every input kept until `tamenet.inputs.select_inputs_` ranks them."""
-        self.register_buffer("input_mask", torch.ones(self.members, n_in))
-
-    def select_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, F] or [M, B, F] -> the inputs each member sees: x itself, or [M, B, F] with the masked ones zero."""
-        mask = self._buffers.get("input_mask")
-        return x if mask is None else x * mask.unsqueeze(1)
 
 
 class MLP(Population):
@@ -178,6 +139,9 @@ class MLP(Population):
                 fan_in=linear.in_features, fan_out=linear.out_features,
             )
 
+    # One hidden layer is written once, in two halves around its dropout: the plain forward runs them
+    # back to back, Monte-Carlo dropout's `mc_forward` samples the dropout in between. Modules that do
+    # nothing (no norm, dropout off or in eval mode) are skipped: small models take thousands of steps.
     def _pre_dropout(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Hidden layer i up to its dropout: linear, norm and activation, noise on the units."""
         z = self.hidden[i](h)
@@ -198,28 +162,14 @@ class MLP(Population):
         return torch.add(h, z, alpha=self.residual_scale) if self.residual and h.shape[-1] == z.shape[-1] else z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Modules that do nothing (no norm, dropout off or in eval mode) are skipped: calls cost
-        # microseconds, and small models take thousands of steps.
-        # (inline rather than through _pre_dropout / _post_dropout, which Monte-Carlo dropout uses)
         x = self.select_inputs(x)
         h = self.input_dropout(x) if self.input_dropout.acts else x
-        noisy = self.noises is not None and self.training
-        for i, (linear, norm, drop) in enumerate(zip(self.hidden, self.norms, self.dropouts)):
-            z = linear(h)
-            if self.has_norm and self.norm_position == "before":
-                z = norm(z)
-            z = self.activation(z)
-            if self.has_norm and self.norm_position == "after":
-                z = norm(z)
-            if noisy:
-                z = self.noises[i](z)
-            if drop.acts:
-                z = drop(z)
-            h = torch.add(h, z, alpha=self.residual_scale) if self.residual and h.shape[-1] == z.shape[-1] else z
+        for i in range(len(self.hidden)):
+            h = self._post_dropout(i, h, self._pre_dropout(i, h))
         return self.output(h)
 
     def mc_forward(self, x: torch.Tensor, samples: int) -> torch.Tensor:
-        """Monte-Carlo dropout's pass (`tamenet.predict`, dropout layers sampling): outputs [M, T*N, K]
+        """Monte-Carlo dropout's pass (`tamenet.mc_dropout`, dropout layers sampling): outputs [M, T*N, K]
         equal to `self(x tiled T times along the batch)`, copy t in rows t*N .. (t+1)*N - 1, but the
         layers before the first active dropout run once on x, and that dropout masks the T copies
         by broadcasting, without a tiled copy of its input."""
@@ -256,94 +206,18 @@ class MLP(Population):
         return roles
 
 
-class Wrapped(Population):
-    """A user's own module as a population of one: outputs gain the member axis [1, B, ...]."""
-
-    def __init__(self, module: nn.Module, *, seed: int = 0) -> None:
-        super().__init__()
-        self.module, self.members, self.random = module, 1, MemberRandom([seed])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x if x.dim() == 2 else x[0]).unsqueeze(0)
-
-    def param_roles(self) -> list[ParamRole]:
-        roles, layer = [], 0
-        for name, param in self.module.named_parameters():
-            if not param.requires_grad:
-                continue
-            if param.dim() >= 2:  # PyTorch layout [out, in, ...]: a unit's inputs are axes 2.. of [1, out, in, ...]
-                role, layer = "weight", layer + 1
-                fan_in = tuple(range(2, param.dim() + 1))
-            else:
-                role, fan_in = ("bias" if name.endswith("bias") else "norm"), (1,)
-            roles.append(ParamRole(name, param, role, max(layer - 1, 0), stacked=False, fan_in_dims=fan_in))
-        return roles
-
-
-def resolve_dropout(cfg: ModelConfig, members: int) -> list[list[float]]:
-    """The recipe's dropout as [input, hidden_1, ..., hidden_L], each a list of M drop probabilities
-    (for convolutional kinds the hidden sites are their blocks, see `dropout_layers`)."""
-    layers = dropout_layers(cfg)
-    raw = cfg.dropout
-    entries = raw if isinstance(raw, list) else [0.0] + [raw] * (layers - 1)
-    if len(entries) != layers:
-        raise RecipeError(
-            f"model.dropout: expected one number or a list of {layers} (input and {layers - 1} hidden layers or blocks), "
-            f"got a list of {len(entries)}"
-        )
-    out = []
-    for i, entry in enumerate(entries):
-        values = entry if isinstance(entry, list) else [entry] * members
-        if len(values) == 1:
-            values = values * members
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-                raise RecipeError(f"model.dropout[{i}]: expected a drop probability in [0, 1), got {v!r}")
-        if len(values) != members:
-            raise RecipeError(f"model.dropout[{i}]: expected 1 or {members} values (one per member), got {len(values)}")
-        out.append([float(v) for v in values])
-    return out
-
-
-def _member_numbers(value, members: int, where: str, *, below_one: bool = False) -> list[float]:
-    """A per-member recipe number broadcast to M floats; `below_one` for drop probabilities (p < 1)."""
-    values = value if isinstance(value, list) else [value]
-    if len(values) == 1:
-        values = values * members
-    if len(values) != members:
-        raise RecipeError(f"{where}: expected 1 or {members} values (one per member), got {len(values)}")
-    for v in values:
-        if below_one and not v < 1.0:
-            raise RecipeError(f"{where}: expected a drop probability in [0, 1), got {v!r}")
-    return [float(v) for v in values]
-
-
-def common_model_args(cfg: ModelConfig, seeds: list[int]) -> dict:
-    """The constructor arguments every model kind (mlp, cnn, resnet) takes from the recipe alike."""
-    return dict(
-        seeds=seeds,
-        activation=cfg.activation,
-        slope=cfg.leaky_slope,
-        dropout=resolve_dropout(cfg, len(seeds)),
-        dropout_mode=cfg.dropout_mode,
-        norm=cfg.norm,
-        bn_momentum=cfg.bn_momentum,
-        norm_eps=cfg.norm_eps,
-        init=cfg.init,
-    )
-
-
 def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> MLP:
-    if not cfg.widths or any(w < 1 for w in cfg.widths):
-        raise RecipeError(f"model.widths: expected a non-empty list of positive integers, got {cfg.widths}")
+    """The recipe's MLP; `model.widths: []` is the linear model (see `build_linear`)."""
+    if any(w < 1 for w in cfg.widths):
+        raise RecipeError(f"model.widths: expected a list of positive integers (or [] for a linear model), got {cfg.widths}")
     return MLP(
         n_in,
         n_out,
         widths=cfg.widths,
         **common_model_args(cfg, seeds),
-        dropconnect=_member_numbers(cfg.dropconnect, len(seeds), "model.dropconnect", below_one=True),
-        hidden_noise=_member_numbers(cfg.hidden_noise, len(seeds), "model.hidden_noise"),
-        weight_noise=_member_numbers(cfg.weight_noise, len(seeds), "model.weight_noise"),
+        dropconnect=member_numbers(cfg.dropconnect, len(seeds), "model.dropconnect", below_one=True),
+        hidden_noise=member_numbers(cfg.hidden_noise, len(seeds), "model.hidden_noise"),
+        weight_noise=member_numbers(cfg.weight_noise, len(seeds), "model.weight_noise"),
         weight_norm=cfg.weight_norm,
         norm_position=cfg.norm_position,
         residual=cfg.residual,
@@ -351,38 +225,9 @@ def build_mlp(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> M
     )
 
 
-from .convnets import build_cnn, build_resnet, cnn_dropout_layers, resnet_dropout_layers  # noqa: E402  (builds on the classes above)
-
-MODELS = {"mlp": build_mlp, "cnn": build_cnn, "resnet": build_resnet}
-"""Model kind -> builder(ModelConfig, n_in=, n_out=, seeds=)."""
-
-DROPOUT_LAYERS = {"mlp": lambda cfg: len(cfg.widths) + 1, "cnn": cnn_dropout_layers, "resnet": resnet_dropout_layers}
-"""Model kind -> number of dropout sites of the recipe's model: the input first, then its hidden layers or blocks."""
-
-
-def dropout_layers(cfg: ModelConfig) -> int:
-    """How many entries a list `model.dropout` must have for this model: [input, hidden_1, ..., hidden_L]."""
-    return lookup(DROPOUT_LAYERS, cfg.kind, "model kind")(cfg)
-
-
-def build_model(
-    cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int], input_shape: tuple[int, ...] | None = None
-) -> Population:
-    """The population the recipe describes, member m initialized from seeds[m].
-
-    `input_shape` is the data's own shape of a row ([C, L] or [C, H, W], e.g. (1, 8, 8) for digits);
-    convolutional kinds use it when the recipe gives no `model.input_shape`.
-    """
-    if cfg.input_shape is None and input_shape is not None:
-        cfg = dataclasses.replace(cfg, input_shape=[int(s) for s in input_shape])
-    model = lookup(MODELS, cfg.kind, "model kind")(cfg, n_in=n_in, n_out=n_out, seeds=seeds)
-    ks = cfg.input_features if isinstance(cfg.input_features, list) else [cfg.input_features]
-    if any(k != 0 for k in ks):
-        model.add_input_mask(n_in)
-    return model
-
-
-def count_parameters(model: Population) -> int:
-    """Trainable parameters of ONE member."""
-    total = sum(r.param.numel() for r in model.param_roles())
-    return total // model.members
+def build_linear(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> MLP:
+    """`model.kind: linear`: `y = x W + b`, one dense layer from the inputs to the outputs (logistic or
+    softmax regression for classes, least squares for values; with `penalty.l2` ridge, with `penalty.l1`
+    the lasso). `model.widths` and the hidden-layer options do not apply; input dropout, weight noise
+    and input selection do."""
+    return build_mlp(dataclasses.replace(cfg, widths=[]), n_in=n_in, n_out=n_out, seeds=seeds)

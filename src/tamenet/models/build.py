@@ -1,0 +1,37 @@
+"""Building a population from a recipe: the registry of model kinds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import ModelConfig
+from ..registry import lookup
+from .base import Population
+from .convnets import build_cnn, build_resnet
+from .mlp import build_linear, build_mlp
+
+MODELS = {"mlp": build_mlp, "linear": build_linear, "cnn": build_cnn, "resnet": build_resnet}
+"""Model kind -> builder(ModelConfig, n_in=, n_out=, seeds=)."""
+
+
+def build_model(
+    cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int], input_shape: tuple[int, ...] | None = None
+) -> Population:
+    """The population the recipe describes, member m initialized from seeds[m].
+
+    `input_shape` is the data's own shape of a row ([C, L] or [C, H, W], e.g. (1, 8, 8) for digits);
+    convolutional kinds use it when the recipe gives no `model.input_shape`.
+    """
+    if cfg.input_shape is None and input_shape is not None:
+        cfg = dataclasses.replace(cfg, input_shape=[int(s) for s in input_shape])
+    model = lookup(MODELS, cfg.kind, "model kind")(cfg, n_in=n_in, n_out=n_out, seeds=seeds)
+    ks = cfg.input_features if isinstance(cfg.input_features, list) else [cfg.input_features]
+    if any(k != 0 for k in ks):
+        model.add_input_mask(n_in)
+    return model
+
+
+def count_parameters(model: Population) -> int:
+    """Trainable parameters of ONE member."""
+    total = sum(r.param.numel() for r in model.param_roles())
+    return total // model.members
