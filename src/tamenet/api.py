@@ -20,6 +20,7 @@ from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
 from .track import RunDir, atomic_torch_save, plot_curves
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
+from .train.events import Listener
 from .train.hyper import member_table
 from .train.member_data import MemberData
 from .versioning import code_version
@@ -62,14 +63,14 @@ def best_state_dict(trainer: Trainer) -> dict:
     return state
 
 
-class RunWriter:
-    """The loop's callback that keeps a run directory current: metrics every epoch, checkpoints at most every few seconds."""
+class RunWriter(Listener):
+    """The listener that keeps a run directory current: metrics every epoch, checkpoints at most every few seconds."""
 
     def __init__(self, run: RunDir, data: SplitData) -> None:
         self.run, self.data = run, data
         self.last_save = -float("inf")
 
-    def __call__(self, record: EpochRecord, trainer: Trainer) -> None:
+    def epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         self.run.log_epoch(record.rows)
         now = time.monotonic()
         if now - self.last_save >= SAVE_EVERY_S:
@@ -194,7 +195,7 @@ def fit(
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
     if writer is not None:
-        trainer.callbacks.insert(0, writer)
+        trainer.events.add(writer, first=True)
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
         run.rows = [r for r in trainer.history]

@@ -66,3 +66,19 @@ CLIPPERS = {
     "adaptive": lambda roles, grads, t, eps: adaptive_clip(roles, grads, t, eps=eps),
 }
 """Clip name -> transform(roles, grads, threshold [M], eps)."""
+
+
+class ClipGradients:
+    """Gradient transform (G1): `train.clip.by` (norm, value or adaptive) at each member's threshold `train.clip.max`."""
+
+    def __init__(self, by: str, eps: float) -> None:
+        self.clip, self.eps = CLIPPERS[by], eps
+
+    def begin_epoch(self, trainer) -> bool:
+        return True
+
+    def __call__(self, trainer) -> None:
+        live = [r for r in trainer.roles if r.param.grad is not None]  # tied copies have none
+        grads = self.clip(live, [r.param.grad for r in live], trainer.hyper["clip"], self.eps)
+        for r, g in zip(live, grads):
+            r.param.grad = g

@@ -26,6 +26,15 @@ def _range(low: float | None = None, high: float | None = None, *, open_low: boo
     return {"range": (low, high, open_low)}
 
 
+def _member(low: float | None = None, high: float | None = None, *, open_low: bool = False, hyper: str | None = None,
+            integer: bool = False) -> dict[str, Any]:
+    """Metadata of a per-member number (a `PerMember` field): its range, its name among the loop's hyper-parameter
+    tensors (default: the field's name) and whether it is a whole number. Declaring a field this way is all it takes
+    for it to become a tensor [M] in the loop (`member_fields`), a member axis of `tamenet search` and an Optuna
+    dimension."""
+    return {**_range(low, high, open_low=open_low), "member": {"hyper": hyper, "integer": integer}}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is split (B1) and scaled (A6)."""
@@ -49,7 +58,7 @@ class ModelConfig:
 
     kind: str = "mlp"
     # C6: each member sees only its k best inputs, ranked on its own training rows (F-test); 0: all
-    input_features: PerMember = field(default=0, metadata=_range(0, None))
+    input_features: PerMember = field(default=0, metadata=_member(0, None, integer=True))
     widths: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "relu"
     leaky_slope: float = field(default=0.01, metadata=_range(0.0, None))
@@ -57,9 +66,9 @@ class ModelConfig:
     # a list gives [input, hidden_1, ..., hidden_L]. Each entry is per member.
     dropout: Any = 0.0
     dropout_mode: str = field(default="inverted", metadata=_choices("inverted", "classic"))
-    dropconnect: PerMember = field(default=0.0, metadata=_range(0.0, 1.0))  # drop probability of single weights
-    hidden_noise: PerMember = field(default=0.0, metadata=_range(0.0, None))  # std of noise on hidden units
-    weight_noise: PerMember = field(default=0.0, metadata=_range(0.0, None))  # std of noise on the weights
+    dropconnect: PerMember = field(default=0.0, metadata=_member(0.0, 1.0))  # drop probability of single weights
+    hidden_noise: PerMember = field(default=0.0, metadata=_member(0.0, None))  # std of noise on hidden units
+    weight_noise: PerMember = field(default=0.0, metadata=_member(0.0, None))  # std of noise on the weights
     weight_norm: str = field(default="none", metadata=_choices("none", "standardize", "minmax", "spectral"))
     norm: str = "none"
     norm_position: str = field(default="before", metadata=_choices("before", "after"))
@@ -97,14 +106,14 @@ class SharingGroup:
 class PenaltyConfig:
     """Weight penalties (C1-C4). L2 is `l2/2 * ||w||^2` (gradient `l2 * w`) unless `l2_form: full`."""
 
-    l2: PerMember = field(default=0.0, metadata=_range(0.0, None))
+    l2: PerMember = field(default=0.0, metadata=_member(0.0, None))
     l2_form: str = field(default="half", metadata=_choices("half", "full"))
-    l1: PerMember = field(default=0.0, metadata=_range(0.0, None))
+    l1: PerMember = field(default=0.0, metadata=_member(0.0, None))
     l1_mode: str = field(default="proximal", metadata=_choices("proximal", "subgradient"))
     penalize_bias: bool = False
     penalize_norm: bool = False
     layer_scale: list[float] | None = None  # one multiplier per weight layer, input first
-    soft_sharing: PerMember = field(default=0.0, metadata=_range(0.0, None))  # lambda of C4
+    soft_sharing: PerMember = field(default=0.0, metadata=_member(0.0, None))  # lambda of C4
     sharing_groups: list[SharingGroup] = field(default_factory=list)
 
 
@@ -129,7 +138,7 @@ class TieConfig:
 class ConstraintsConfig:
     """Hard constraints, projections applied after every optimizer step (C5). Layer names as in `param_roles()`."""
 
-    max_norm: PerMember = field(default=0.0, metadata=_range(0.0, None))  # 0: off
+    max_norm: PerMember = field(default=0.0, metadata=_member(0.0, None))  # 0: off
     max_norm_layers: list[str] | None = None  # None: every weight layer
     non_negative: Any = False  # true: every weight layer; or a list of layer names
     masks: list[MaskConfig] = field(default_factory=list)
@@ -141,7 +150,7 @@ class ClipConfig:
     """Gradient clipping per member (G1): by global norm, by value, or adaptive unit-wise."""
 
     by: str = field(default="none", metadata=_choices("none", "norm", "value", "adaptive"))
-    max: PerMember = field(default=1.0, metadata=_range(0.0, None, open_low=True))
+    max: PerMember = field(default=1.0, metadata=_member(0.0, None, open_low=True, hyper="clip"))
     eps: float = field(default=1e-3, metadata=_range(0.0, None, open_low=True))
 
 
@@ -171,17 +180,19 @@ class TrainConfig:
     """The optimizer (A3), its schedule, clipping (G1), early stopping (G2) and input noise (D4)."""
 
     optimizer: str = "adam"
-    lr: PerMember = field(default=1e-3, metadata=_range(0.0, None, open_low=True))
-    momentum: PerMember = field(default=0.0, metadata=_range(0.0, 1.0))
+    lr: PerMember = field(default=1e-3, metadata=_member(0.0, None, open_low=True))
+    momentum: PerMember = field(default=0.0, metadata=_member(0.0, 1.0))
     nesterov: bool = False
-    beta1: PerMember = field(default=0.9, metadata=_range(0.0, 1.0))
-    beta2: PerMember = field(default=0.999, metadata=_range(0.0, 1.0))
-    rho: PerMember = field(default=0.9, metadata=_range(0.0, 1.0))  # RMSProp's decay
+    beta1: PerMember = field(default=0.9, metadata=_member(0.0, 1.0))
+    beta2: PerMember = field(default=0.999, metadata=_member(0.0, 1.0))
+    rho: PerMember = field(default=0.9, metadata=_member(0.0, 1.0))  # RMSProp's decay
     eps: float = field(default=1e-8, metadata=_range(0.0, None, open_low=True))
-    weight_decay: PerMember = field(default=0.0, metadata=_range(0.0, None))  # decoupled
+    weight_decay: PerMember = field(default=0.0, metadata=_member(0.0, None))  # decoupled
     batch_size: Any = 64  # an integer, or "full" for full-batch gradient descent
     epochs: int = field(default=100, metadata=_range(1, None))
-    input_noise: PerMember = field(default=0.0, metadata=_range(0.0, None))  # std of Gaussian noise
+    input_noise: PerMember = field(default=0.0, metadata=_member(0.0, None))  # std of Gaussian noise
+    # where the population trains: "auto" is the GPU when PyTorch sees one, else the CPU
+    device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -348,10 +359,13 @@ def population_size(recipe: Recipe) -> int:
 
 
 def per_member_values(recipe: Recipe) -> dict[str, Any]:
-    """Every per-member hyper-parameter of the recipe by dotted path, as written."""
+    """Every per-member hyper-parameter of the recipe by dotted path, as written (see `member_fields`)."""
     out: dict[str, Any] = {"seed": recipe.seed}
-    for section in ("model", "penalty", "constraints", "train"):
-        _collect(getattr(recipe, section), section, out)
+    for f in member_fields():
+        value: Any = recipe
+        for part in f.path.split("."):
+            value = getattr(value, part)
+        out[f.path] = value
     dropout = recipe.model.dropout
     if isinstance(dropout, list):
         for i, p in enumerate(dropout):
@@ -361,11 +375,34 @@ def per_member_values(recipe: Recipe) -> dict[str, Any]:
     return out
 
 
-def _collect(obj: Any, where: str, out: dict[str, Any]) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            _collect(value, f"{where}.{f.name}", out)
-        elif hints[f.name] is PerMember:
-            out[f"{where}.{f.name}"] = value
+@dataclass(frozen=True)
+class MemberField:
+    """One per-member number of the recipe: its dotted path, its hyper-parameter name in the loop, whole or not."""
+
+    path: str
+    hyper: str
+    integer: bool = False
+
+
+MEMBER_SECTIONS = ("model", "penalty", "constraints", "train")
+"""The recipe sections that hold per-member numbers, in the order their fields are listed."""
+
+
+def member_fields() -> tuple[MemberField, ...]:
+    """Every `PerMember` field of the recipe, found from the dataclasses themselves: the one source of truth for
+    the loop's hyper-parameter tensors, search's member axes and Optuna's whole-number dimensions."""
+    out: list[MemberField] = []
+
+    def walk(cls: type, where: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{where}.{f.name}")
+            elif hints[f.name] is PerMember:
+                info = f.metadata["member"]
+                out.append(MemberField(f"{where}.{f.name}", info["hyper"] or f.name, info["integer"]))
+
+    hints = typing.get_type_hints(Recipe)
+    for section in MEMBER_SECTIONS:
+        walk(hints[section], section)
+    return tuple(out)

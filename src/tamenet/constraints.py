@@ -249,3 +249,37 @@ def resolve_constraints(cfg: ConstraintsConfig, roles: list[ParamRole]) -> Const
         masked.add(role.name)
         masks.append((role, layer_mask(role, band=spec.band, file=spec.file, where=where)))
     return Constraints(max_norm, non_negative, tuple(masks), ties)
+
+
+# ----------------------------------------------------------------- pieces of the training step (`tamenet.train.step`)
+class TieGradients:
+    """Gradient transform (C5): a tied group's gradients summed into its leader (its copies train through it)."""
+
+    def begin_epoch(self, trainer) -> bool:
+        return bool(trainer.constraints.ties)
+
+    def __call__(self, trainer) -> None:
+        trainer.constraints.tie_gradients_()
+
+
+class MaskGradients:
+    """Gradient transform (C5): masked connections get no gradient."""
+
+    def begin_epoch(self, trainer) -> bool:
+        return bool(trainer.constraints.masks)
+
+    def __call__(self, trainer) -> None:
+        trainer.constraints.mask_gradients_()
+
+
+class ProjectConstraints:
+    """Projection (C5) after the optimizer step: masks, non-negativity, max-norm with c [M] of the members still
+    training (0 for the others: their weights stay put), then the tied copies take their leader's value."""
+
+    def begin_epoch(self, trainer) -> bool:
+        self.max_norm = trainer.max_norm_of(trainer.epoch_active)
+        c = trainer.constraints
+        return bool(c.masks or c.non_negative or c.ties) or self.max_norm is not None
+
+    def __call__(self, trainer, lr: torch.Tensor) -> None:
+        trainer.constraints.project_(self.max_norm)

@@ -191,3 +191,43 @@ def sparsity(roles: list[ParamRole]) -> dict[str, float]:
         zeros, total = zeros + n_zero, total + r.param.numel()
     report["all_weights"] = zeros / max(total, 1)
     return report
+
+
+# ----------------------------------------------------------------- pieces of the training step (`tamenet.train.step`)
+class PenaltyGradients:
+    """Gradient transform (C1, C2): `l2 * w` (`2 l2 w` for the full form) and, when L1 is a subgradient
+    (`penalty.l1_mode: subgradient`), `l1 * sign(w)` added to the penalized parameters' gradients, per member."""
+
+    def begin_epoch(self, trainer) -> bool:
+        hyper = trainer.hyper
+        self.l2 = bool((hyper["l2"] > 0).any())
+        self.l1 = bool((hyper["l1"] > 0).any()) and trainer.recipe.penalty.l1_mode != "proximal"
+        return self.l2 or self.l1
+
+    def __call__(self, trainer) -> None:
+        add_penalty_gradients_(
+            trainer.penalized,
+            l2=trainer.hyper["l2"] if self.l2 else None,
+            l1=trainer.hyper["l1"] if self.l1 else None,
+            form=trainer.recipe.penalty.l2_form,
+        )
+
+
+class SoftSharingGradients:
+    """Gradient transform (C4): the soft weight-sharing penalty's gradient over `penalty.sharing_groups`."""
+
+    def begin_epoch(self, trainer) -> bool:
+        return bool(trainer.sharing) and bool((trainer.hyper["soft_sharing"] > 0).any())
+
+    def __call__(self, trainer) -> None:
+        add_soft_sharing_gradients_(trainer.sharing, trainer.hyper["soft_sharing"])
+
+
+class L1Proximal:
+    """Projection (C2, `penalty.l1_mode: proximal`): soft thresholding after the optimizer step."""
+
+    def begin_epoch(self, trainer) -> bool:
+        return bool((trainer.hyper["l1"] > 0).any()) and trainer.recipe.penalty.l1_mode == "proximal"
+
+    def __call__(self, trainer, lr: torch.Tensor) -> None:
+        l1_proximal_(trainer.penalized, lr * trainer.hyper["l1"])

@@ -7,6 +7,7 @@ import time
 from typing import TextIO
 
 from .train import EpochRecord, Trainer
+from .train.events import Listener
 
 PLAIN_EVERY_S = 2.0  # plain mode prints at most one line per this many seconds (and the last epoch)
 
@@ -24,7 +25,7 @@ def _describe(record: EpochRecord, trainer: Trainer) -> str:
             f"best val loss {best['val_loss']:.4f} (member {best['member']})")
 
 
-class PlainProgress:
+class PlainProgress(Listener):
     """One line per few seconds, for output that is not a terminal."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -36,6 +37,9 @@ class PlainProgress:
     def __exit__(self, *exc) -> None:
         return None
 
+    def epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        self.on_epoch(record, trainer)
+
     def on_epoch(self, record: EpochRecord, trainer: Trainer) -> None:
         now = time.monotonic()
         last_epoch = record.epoch == trainer.recipe.train.epochs or not bool(trainer.active().any())
@@ -44,7 +48,7 @@ class PlainProgress:
             self.last = now
 
 
-class RichProgress:
+class RichProgress(Listener):
     """A progress bar with the epoch, train and validation loss, redrawn in place."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -63,6 +67,9 @@ class RichProgress:
 
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
+
+    def epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        self.on_epoch(record, trainer)
 
     def on_epoch(self, record: EpochRecord, trainer: Trainer) -> None:
         if self.task is None:

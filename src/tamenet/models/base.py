@@ -37,9 +37,40 @@ class Population(nn.Module):
 
     members: int
     random: MemberRandom
+    member_buffers = ("input_mask",)
+    stacked = True  # every parameter and member buffer carries the leading member axis [M, ...]
 
     def param_roles(self) -> list[ParamRole]:
         raise NotImplementedError
+
+    def member_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything a member owns, by state-dict name: every parameter (population layers stack them [M, ...])
+        and every buffer a module declares in its `member_buffers` (BatchNorm statistics, dropout rates, the
+        spectral norm's vectors, the input mask; pruning masks and anchors next). What the best-weight snapshot,
+        compaction, chunking and checkpoints handle: declared, never guessed from shapes."""
+        out = dict(self.named_parameters())
+        for prefix, module in self.named_modules():
+            for name in getattr(module, "member_buffers", ()):
+                buffer = module._buffers.get(name)
+                if buffer is not None:
+                    out[f"{prefix}.{name}" if prefix else name] = buffer
+        return out
+
+    @torch.no_grad()
+    def keep_members_(self, index: torch.Tensor) -> None:
+        """Shrink to the members at `index` (current positions), in place: their slice of every member tensor,
+        every module's member count, the random streams; gradients are dropped."""
+        for t in self.member_tensors().values():
+            t.data = t.data[index.to(t.device)].clone()
+            if isinstance(t, nn.Parameter):
+                t.grad = None
+        kept = len(index)
+        for module in self.modules():
+            if isinstance(getattr(module, "members", None), int):
+                module.members = kept
+            if hasattr(module, "active") and isinstance(getattr(module, "p", None), torch.Tensor):
+                module.active = bool((module.p > 0).any())
+        self.random.keep_(index.tolist())
 
     def add_input_mask(self, n_in: int) -> None:
         """Hold a mask of the inputs, every input kept until `tamenet.feature_selection.select_inputs_` ranks them."""
@@ -54,9 +85,19 @@ class Population(nn.Module):
 class Wrapped(Population):
     """A user's own module as a population of one: outputs gain the member axis [1, B, ...]."""
 
+    stacked = False  # the module's own tensors, without a member axis: the one member owns all of them
+
     def __init__(self, module: nn.Module, *, seed: int = 0) -> None:
         super().__init__()
         self.module, self.members, self.random = module, 1, MemberRandom([seed])
+
+    def member_tensors(self) -> dict[str, torch.Tensor]:
+        """Every parameter and buffer of the user's module: all of it belongs to the population's one member."""
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
+    def keep_members_(self, index: torch.Tensor) -> None:
+        if index.tolist() != [0]:
+            raise ValueError(f"a user's module is a population of one: expected to keep member [0], got {index.tolist()}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x if x.dim() == 2 else x[0]).unsqueeze(0)

@@ -155,6 +155,8 @@ class Dropout(nn.Module):
     for large draws). `acts` says whether a call would change x.
     """
 
+    member_buffers = ("p",)  # buffers with the member axis (see `Population.member_tensors`)
+
     def __init__(self, p: list[float], *, random: MemberRandom, stream: int, mode: str = "inverted") -> None:
         super().__init__()
         _check_probabilities("Dropout", p)
@@ -202,6 +204,8 @@ class DropConnect(nn.Module):
     (Wan et al., "Regularization of neural networks using DropConnect", ICML 2013, with inverted scaling).
     """
 
+    member_buffers = ("p",)
+
     def __init__(self, p: list[float], *, random: MemberRandom, stream: int) -> None:
         super().__init__()
         _check_probabilities("DropConnect", p)
@@ -231,6 +235,8 @@ class GaussianNoise(nn.Module):
     gradient is then taken at the noisy weight, as autograd differentiates `W + sigma eps` in W).
     Draws come from the population's `MemberRandom`, so member m's noise does not depend on the others.
     """
+
+    member_buffers = ("sigma",)
 
     def __init__(self, sigma: list[float], *, random: MemberRandom, stream: int) -> None:
         super().__init__()

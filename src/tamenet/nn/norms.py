@@ -40,6 +40,8 @@ def _check_counts(name: str, members: int, channels: int, momentum: float, eps: 
 class _MemberNorm(nn.Module):
     """Shared set-up: sizes, eps, momentum, per-member `weight` (gamma, ones) and `bias` (beta, zeros)."""
 
+    member_buffers = ("running_mean", "running_var")  # where a kind keeps running statistics (see `Population.member_tensors`)
+
     def __init__(self, members: int, channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         _check_counts(type(self).__name__, members, channels, momentum, eps)

@@ -46,6 +46,7 @@ class MemberRandom:
         self.seeds = [int(s) for s in seeds]
         self.step = 0
         self._seed_keys = torch.tensor([mix_seed(s) for s in self.seeds], dtype=torch.int64)
+        self._device_keys: dict[torch.device, torch.Tensor] = {}  # the keys copied once to each accelerator
 
     @property
     def size(self) -> int:
@@ -55,6 +56,15 @@ class MemberRandom:
         """Keep only these members, in place (layers hold this object)."""
         self.seeds = [self.seeds[m] for m in members]
         self._seed_keys = self._seed_keys[torch.tensor(members, dtype=torch.long)]
+        self._device_keys = {}
+
+    def _keys_on(self, device: torch.device) -> torch.Tensor:
+        """The members' seed keys on `device`: copied there once, so a training step sends nothing to the GPU."""
+        if device.type == "cpu":
+            return self._seed_keys
+        if device not in self._device_keys:
+            self._device_keys[device] = self._seed_keys.to(device)
+        return self._device_keys[device]
 
     def select(self, members: list[int]) -> "MemberRandom":
         out = MemberRandom([self.seeds[m] for m in members])
@@ -63,7 +73,7 @@ class MemberRandom:
 
     def _bits(self, stream: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         step_key = mix_seed(self.step, stream)
-        keys = hash32(self._seed_keys ^ step_key).to(device)
+        keys = hash32(self._keys_on(device) ^ step_key)
         count = math.prod(shape)
         index = torch.arange(count, dtype=torch.int64, device=device).view(1, *shape)
         keys = keys.view(-1, *([1] * len(shape)))

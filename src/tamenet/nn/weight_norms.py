@@ -127,6 +127,8 @@ class SpectralNorm(nn.Module):
     `torch.nn.utils.parametrize.register_parametrization(linear, "weight", SpectralNorm(M, out))`.
     """
 
+    member_buffers = ("u", "sigma")
+
     def __init__(
         self,
         members: int,

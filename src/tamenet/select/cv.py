@@ -9,6 +9,7 @@ the same results (see `memory.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ class Pool:
     name: str
     test_rows: int
     image_shape: tuple[int, ...] | None = None  # a row's shape as a signal or image, for convolutional models
+
+    def subset(self, rows: np.ndarray) -> "Pool":
+        """The pool of these rows only (an outer fold's training rows in nested cross-validation), all else kept."""
+        return dataclasses.replace(self, X=self.X[rows], y=self.y[rows])
 
 
 def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:

@@ -13,13 +13,24 @@ from ..config import Recipe, to_dict
 from ..recipes import load_recipe
 from ..registry import lookup
 from ..track import RunDir
-from ..train import TASK_METRIC, member_seeds
+from ..train import TASK_METRIC, EpochRecord, Trainer, member_seeds
+from ..train.events import Listener
 from .cv import STOP_SHARE, CVRun, Pool, candidate_table, make_pool, run_cv
 from .memory import memory_budget
 from .plots import plot_cv, plot_path
 from .search import best_index, candidate_recipe, parse_grid, run_search
 from .splits import MAX_SPLITS, kfold, make_folds
 from .trials import BATCH, PRUNERS, SAMPLERS, parse_space, run_trials
+
+
+class MetricsWriter(Listener):
+    """Writes each epoch's rows of a cross-validation population to the run directory's metrics.csv."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+
+    def epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        self.run_dir.log_epoch(record.rows)
 
 
 def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
@@ -70,7 +81,7 @@ def cross_validate(
     memory_budget(max_memory)  # a malformed size fails before the run directory exists
     recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
-    writer = (lambda record, trainer: run_dir.log_epoch(record.rows)) if run_dir is not None else None
+    writer = MetricsWriter(run_dir) if run_dir is not None else None
     try:
         run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, max_memory=max_memory,
                      callbacks=[*([writer] if writer else []), *(callbacks or [])])
@@ -121,7 +132,7 @@ def _nested(recipe: Recipe, pool: Pool, outer_k: int, choose, keys: list[str], *
     outer = kfold(pool.y, k=outer_k, seed=recipe.data.seed, stratify=stratify)
     records = []
     for i, (train, held) in enumerate(outer):
-        inner = Pool(pool.X[train], pool.y[train], pool.task, pool.n_outputs, pool.name, pool.test_rows)
+        inner = pool.subset(train)
         inner_folds = make_folds(scheme, inner.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
                                  stratify=stratify, p=p, max_splits=max_splits)
         rows, _ = choose(inner, inner_folds)

@@ -17,19 +17,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..config import Recipe, RecipeError, parse, per_member_values, set_key, to_dict
+from ..config import Recipe, RecipeError, member_fields, parse, per_member_values, set_key, to_dict
 from ..models import dropout_layers
 from ..recipes import check_recipe
 from .cv import CVRun, Pool, candidate_table, run_cv
 from .splits import Fold
 
-NUMERIC_KEYS = (
-    "penalty.l2", "penalty.l1", "train.lr", "train.momentum", "train.beta1", "train.beta2", "train.rho",
-    "train.weight_decay", "train.input_noise", "train.clip.max", "model.dropout", "model.dropconnect",
-    "model.hidden_noise", "model.weight_noise", "penalty.soft_sharing", "constraints.max_norm", "seed",
-    "model.input_features",
-)
-"""Grid keys that become member axes of one population; any other key makes separate populations."""
+NUMERIC_KEYS = (*(f.path for f in member_fields()), "model.dropout", "seed")
+"""Grid keys that become member axes of one population (every `PerMember` field of the recipe, dropout and the
+seed); any other key makes separate populations."""
 SCORE_PREFIXES = ("train_", "cv_", "best_epochs", "diverged_folds", "dropped_at_epoch", "epochs_trained")
 
 

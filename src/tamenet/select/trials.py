@@ -28,7 +28,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from ..config import Recipe, RecipeError, per_member_values
+from ..config import Recipe, RecipeError, member_fields, per_member_values
 from ..registry import lookup
 from ..train import TASK_METRIC, EpochRecord, Trainer
 from .cv import CVRun, Pool, candidate_table, run_cv
@@ -51,7 +51,7 @@ PRUNERS = {
 """Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
 of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
 
-INTEGER_KEYS = ("seed", "model.input_features")
+INTEGER_KEYS = ("seed", *(f.path for f in member_fields() if f.integer))
 """Numeric keys whose range holds integers."""
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..config import Recipe, RecipeError, population_size
+from ..config import Recipe, RecipeError, member_fields, population_size
 
-HYPER_FIELDS = {
-    "lr": ("train", "lr"),
-    "momentum": ("train", "momentum"),
-    "beta1": ("train", "beta1"),
-    "beta2": ("train", "beta2"),
-    "rho": ("train", "rho"),
-    "weight_decay": ("train", "weight_decay"),
-    "input_noise": ("train", "input_noise"),
-    "clip": ("train", "clip", "max"),
-    "l2": ("penalty", "l2"),
-    "l1": ("penalty", "l1"),
-    "dropconnect": ("model", "dropconnect"),
-    "hidden_noise": ("model", "hidden_noise"),
-    "weight_noise": ("model", "weight_noise"),
-    "soft_sharing": ("penalty", "soft_sharing"),
-    "max_norm": ("constraints", "max_norm"),
-    "input_features": ("model", "input_features"),
-}
-"""Hyper-parameter name -> its place in the recipe."""
+HYPER_FIELDS: dict[str, tuple[str, ...]] = {f.hyper: tuple(f.path.split(".")) for f in member_fields()}
+"""Hyper-parameter name -> its place in the recipe, from the recipe's `PerMember` fields (`config.member_fields`)."""
 
 
 def _get(recipe: Recipe, path: tuple[str, ...]):

@@ -93,3 +93,14 @@ def evaluate(
         nan = torch.full((getattr(model, "members", 1),), float("nan"), dtype=torch.float64)
         return nan, nan
     return loss_sum / count, finish_metric(score_sum, count, task, target_std=target_std)
+
+
+class HardTargets:
+    """The training loss of the step (`tamenet.train.step`): each member's mean loss on the batch's labels or
+    values [M]. Soft targets (distillation) and mixed labels (mixup) take this place next."""
+
+    def begin_epoch(self, trainer) -> bool:
+        return True
+
+    def __call__(self, trainer, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return member_loss(out, y, trainer.data.task)

@@ -71,6 +71,18 @@ class MemberData:
         copy = self.fold.unsqueeze(1)
         return self.X[copy, val], self.y[copy, val], self.val_weight
 
+    def to(self, device: torch.device | str) -> "MemberData":
+        """The same rows with every tensor on `device` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.X.device == device:
+            return self
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return MemberData(self.task, move(self.X), move(self.y), move(self.fold), move(self.train), move(self.val),
+                          move(self.val_weight), move(self.target_std), self.train_is_prefix)
+
     def keep(self, members: torch.Tensor) -> "MemberData":
         """The rows of these members only."""
         def rows(t: torch.Tensor | None) -> torch.Tensor | None:

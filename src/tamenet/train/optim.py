@@ -67,7 +67,7 @@ class PopulationOptimizer:
 
     def load_state_dict(self, saved: dict) -> None:
         self.steps = int(saved["steps"])
-        self.state = [{k: v.clone() for k, v in s.items()} for s in saved["state"]]
+        self.state = [{k: v.to(r.param.device).clone() for k, v in s.items()} for r, s in zip(self.roles, saved["state"])]
 
 
 class SGD(PopulationOptimizer):

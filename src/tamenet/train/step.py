@@ -1,0 +1,96 @@
+"""The training step, built once from the recipe as a short list of small pieces, in this order:
+
+    input transforms   batch -> batch          input noise (D4); augmentation next
+    model              batch -> outputs [M, B, K]
+    train loss         outputs, targets -> [M]  hard targets; soft targets and mixed labels next
+    gradient transforms                        tied gradients, penalties, soft sharing, masks, clipping
+    optimizer          lr [M] = base lr x schedule x (member still training)
+    projections        after the step           L1's proximal step, constraints
+
+A piece is a small object in its own module (`penalties.py`, `constraints.py`, `clipping.py`, `losses.py`,
+`input_transforms.py`) with `begin_epoch(trainer) -> bool` (whether it acts this epoch, decided once per epoch, so no
+host synchronization happens inside the epoch's steps) and `__call__`: `(trainer, x) -> x` for an input transform,
+`(trainer, out, y) -> loss [M]` for the loss, `(trainer) -> None` on the `.grad`s for a gradient transform,
+`(trainer, lr) -> None` on the weights for a projection. It reads the members' numbers from `trainer.hyper` at each
+call (compaction replaces them); a piece that holds per-member state of its own also has `keep_members_(index)`.
+The evaluation metric is not part of the step (`losses.evaluate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..clipping import ClipGradients
+from ..config import Recipe
+from ..constraints import MaskGradients, ProjectConstraints, TieGradients
+from ..penalties import L1Proximal, PenaltyGradients, SoftSharingGradients
+from .input_transforms import InputNoise
+from .losses import HardTargets
+
+if TYPE_CHECKING:
+    from .loop import Trainer
+
+
+@dataclass
+class Step:
+    """One optimizer step of every member: the pieces in order, and those acting in the current epoch."""
+
+    inputs: list[Any]
+    loss: Any
+    gradients: list[Any]
+    projections: list[Any]
+    _acting: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def pieces(self) -> list[Any]:
+        return [*self.inputs, self.loss, *self.gradients, *self.projections]
+
+    def begin_epoch(self, trainer: "Trainer") -> None:
+        """Ask each piece whether it acts in this epoch (it may also prepare per-epoch values)."""
+        self._acting = {
+            "inputs": [p for p in self.inputs if p.begin_epoch(trainer)],
+            "gradients": [p for p in self.gradients if p.begin_epoch(trainer)],
+            "projections": [p for p in self.projections if p.begin_epoch(trainer)],
+        }
+        self.loss.begin_epoch(trainer)
+
+    def keep_members_(self, index: torch.Tensor) -> None:
+        for piece in self.pieces:
+            if hasattr(piece, "keep_members_"):
+                piece.keep_members_(index)
+
+    def __call__(self, trainer: "Trainer", x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train every member on its batch (x, y) with learning rates lr [M]; returns (outputs, loss [M])."""
+        for transform in self._acting["inputs"]:
+            x = transform(trainer, x)
+        out = trainer.model(x)
+        loss = self.loss(trainer, out, y)
+        for role in trainer.roles:
+            role.param.grad = None
+        loss.sum().backward()
+        for transform in self._acting["gradients"]:
+            transform(trainer)
+        trainer.optimizer.step(lr)
+        for projection in self._acting["projections"]:
+            projection(trainer, lr)
+        return out, loss
+
+
+def build_step(recipe: Recipe) -> Step:
+    """The recipe's step. Adding a regularizer is adding its piece here (and its `PerMember` field in `config.py`)."""
+    clip = recipe.train.clip
+    return Step(
+        inputs=[InputNoise()],
+        loss=HardTargets(),
+        gradients=[
+            TieGradients(),
+            PenaltyGradients(),
+            SoftSharingGradients(),
+            MaskGradients(),
+            *([ClipGradients(clip.by, clip.eps)] if clip.by != "none" else []),
+        ],
+        projections=[L1Proximal(), ProjectConstraints()],
+    )
