@@ -6,7 +6,7 @@ of the rest): the default job (``tamenet.DEFAULT_RECIPE``: 64-1024-1024-10, Batc
 the last hidden layer (``[0, 0, 0.5]``). Then, on the test rows, times
 
 * a plain pass (eval mode, no dropout),
-* Monte-Carlo dropout with T masks batched (``tamenet.predict.mc_outputs``: the rows tiled T times;
+* Monte-Carlo dropout with T masks batched (``tamenet.mc_dropout.mc_outputs``: the rows tiled T times;
   for the MLP, everything before the first active dropout computed once),
 * a Python loop of T passes with dropout sampling on (the same masks' cost, one pass at a time),
 
@@ -34,7 +34,7 @@ import torch
 
 import tamenet
 from tamenet import DEFAULT_RECIPE, fit
-from tamenet.predict import MC_STEP, mc_outputs, mc_sampling
+from tamenet.mc_dropout import MC_STEP, mc_outputs, mc_sampling
 
 TARGET_RATIO = 3.0
 HERE = Path(__file__).resolve().parent
