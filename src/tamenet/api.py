@@ -18,7 +18,7 @@ from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
 from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
-from .track import RunDir, atomic_torch_save, plot_curves
+from .track import RunDir, atomic_torch_save, atomic_write_text, plot_curves
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
 from .train.events import Listener
 from .train.hyper import member_table
@@ -88,10 +88,16 @@ class RunWriter(Listener):
 
 
 def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time: float) -> dict[str, Any]:
-    """Final train / validation / test figures of every member, evaluated without dropout or noise."""
+    """Final train / validation / test figures of every member, evaluated without dropout or noise.
+
+    A part without rows has no entry (and without validation rows no generalization gap); instead
+    the summary's "validation" entry then says that early stopping and restoring were off.
+    """
     task, metric = data.task, TASK_METRIC[data.task]
     std = trainer.target_std
-    splits = {"train": (data.X_train, data.y_train), "val": (data.X_val, data.y_val)}
+    splits = {"train": (data.X_train, data.y_train)}
+    if len(data.X_val):
+        splits["val"] = (data.X_val, data.y_val)
     if len(data.X_test):
         splits["test"] = (data.X_test, data.y_test)  # the test split is touched here only, once
     scores = {name: evaluate(trainer.model, X, y, task, target_std=std) for name, (X, y) in splits.items()}
@@ -101,11 +107,12 @@ def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time:
         entry: dict[str, Any] = {"member": m, **hyper_rows[m]}
         for name, (loss, value) in scores.items():
             entry[name] = {"loss": float(loss[m]), metric: float(value[m])}
-        train, val = entry["train"], entry["val"]
-        entry["generalization_gap"] = {
-            "loss": val["loss"] - train["loss"],
-            metric: (train[metric] - val[metric]) if metric == "accuracy" else (val[metric] - train[metric]),
-        }
+        if "val" in entry:
+            train, val = entry["train"], entry["val"]
+            entry["generalization_gap"] = {
+                "loss": val["loss"] - train["loss"],
+                metric: (train[metric] - val[metric]) if metric == "accuracy" else (val[metric] - train[metric]),
+            }
         entry["best_epoch"] = state.best_epoch[m]
         entry["stopped_early"] = bool(state.stopped[m])
         entry["diverged_at_epoch"] = state.diverged_at[m]
@@ -115,6 +122,7 @@ def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time:
         "metric": metric,
         "dataset": data.name,
         "sizes": data.sizes(),
+        **({} if len(data.X_val) else {"validation": no_validation_note(trainer.recipe)}),
         "members": trainer.members,
         "epochs_run": state.epoch,
         "epochs_max": trainer.recipe.train.epochs,
@@ -130,6 +138,26 @@ def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time:
     return summary
 
 
+def no_validation_note(recipe: Recipe) -> dict[str, Any]:
+    """The summary's "validation" entry for a run without validation rows (data.val: 0, or none predefined).
+
+    Every epoch counts as the best, so nothing stops early and the weights kept are the last epoch's;
+    a `patience` in the recipe is kept but unused, which the entry's "warning" says.
+    """
+    es = recipe.train.early_stopping
+    note: dict[str, Any] = {
+        "rows": 0,
+        "early_stopping": False,
+        "restore_best": False,
+        "note": ("no validation rows: early stopping and restore_best were off; the weights are the last epoch's "
+                 "(a diverged member's: its last finite ones)"),
+    }
+    if es.patience is not None:
+        note["warning"] = (f"train.early_stopping.patience {es.patience} is set but unused: there are no "
+                           "validation rows to monitor")
+    return note
+
+
 def provenance(recipe: Recipe, data: SplitData) -> dict[str, Any]:
     """What reproduces a run (I4): recipe, seeds, code version, data fingerprint, library versions."""
     return {
@@ -140,6 +168,7 @@ def provenance(recipe: Recipe, data: SplitData) -> dict[str, Any]:
         "data_seed": recipe.data.seed,
         "data_fingerprint": data.fingerprint,
         "data_sizes": data.sizes(),
+        "data_split": data.rows.describe() if data.rows is not None else None,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
@@ -154,6 +183,10 @@ def fit(
     overrides: list[str] | None = None,
     X: np.ndarray | None = None,
     y: np.ndarray | None = None,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
     module: torch.nn.Module | None = None,
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
     resume: str | Path | None = None,
@@ -162,7 +195,9 @@ def fit(
     """Train the population a recipe describes (the default job when None) and summarize it.
 
     `out` writes a run directory (recipe, metrics.csv, summary.json, model.pt, curves.png, TensorBoard);
-    `X, y` train on arrays instead of the recipe's data set; `module` trains a user's own network as a
+    `X, y` train on arrays instead of the recipe's data set (split by data.val / data.test), or exactly on
+    them when `X_val, y_val` and / or `X_test, y_test` give the other parts (a part not given is empty;
+    the run directory's split.json records that the caller split them); `module` trains a user's own network as a
     population of one; `resume` continues a run directory from its last checkpoint. `ensemble=M` trains
     seeds base..base+M-1 (base: the recipe's seed) as one population and adds to the summary, under
     "ensemble", the figures of their averaged prediction beside the members' mean and best (D5).
@@ -183,7 +218,11 @@ def fit(
             raise ValueError(f"ensemble: a user's module trains as a population of one, got ensemble={ensemble!r}")
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
-    data = prepare(recipe.data, X=X, y=y)
+    data = prepare(recipe.data, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)
+    if ensemble is not None and not len(data.X_val):
+        raise ValueError("ensemble: the ensemble summary compares the members on the validation rows, and this "
+                         "split has none (data.val: 0, or no 'val' part given); expected validation rows, or train the "
+                         "seeds as a population (seed: [0, 1, ...]) without ensemble")
     if module is not None:
         model: Population = Wrapped(module, seed=seeds[0])
     else:
@@ -202,6 +241,7 @@ def fit(
     if run is not None:
         run.write_recipe(to_dict(recipe))
         run.write_json("run.json", provenance(recipe, data))
+        atomic_write_text(run.path / "split.json", data.rows.to_json())
     try:
         state = trainer.run()
         summary = summarize(trainer, state, data, wall_time=time.perf_counter() - started)

@@ -224,14 +224,14 @@ def summary_text(summary: dict) -> str:
     if len(members) == 1:
         rows = [[s, members[0][s]["loss"], members[0][s][metric]] for s in splits]
         table = format_table(["split", "loss", metric], rows, title=f"{summary['dataset']} ({summary['task']})")
-        gap = summary["generalization_gap"]
+        gap = summary.get("generalization_gap")
         notes = [
             f"best epoch {summary['best_epoch']} of {summary['epochs_run']} run"
             + (" (stopped early)" if summary["stopped_early"] else ""),
-            f"generalization gap: loss {gap['loss']:+.4f}, {metric} {gap[metric]:+.4f}",
+            *([f"generalization gap: loss {gap['loss']:+.4f}, {metric} {gap[metric]:+.4f}"] if gap else []),
             f"{summary['parameters']:,} parameters, {summary['wall_time_s']:.1f} s",
         ]
-        return table + "\n" + "\n".join(notes + _ensemble_notes(summary, splits))
+        return table + "\n" + "\n".join(_validation_notes(summary) + notes + _ensemble_notes(summary, splits))
     header = ["member", *[k for k in members[0] if k not in _MEMBER_FIXED]]
     header += [f"{s} {metric}" for s in splits] + ["best epoch"]
     rows = []
@@ -245,7 +245,15 @@ def summary_text(summary: dict) -> str:
                                ("best", ensemble["members_best"])):
             rows.append([label, *blank, *[figures[s][metric] for s in splits], None])
     table = format_table(header, rows, title=f"{summary['dataset']}: {len(members)} members")
-    return "\n".join([table, *_ensemble_notes(summary, splits)])
+    return "\n".join([table, *_validation_notes(summary), *_ensemble_notes(summary, splits)])
+
+
+def _validation_notes(summary: dict) -> list[str]:
+    """The summary's "validation" entry (present only without validation rows) as lines."""
+    entry = summary.get("validation")
+    if not entry:
+        return []
+    return [f"validation: {entry['note']}", *([f"warning: {entry['warning']}"] if entry.get("warning") else [])]
 
 
 def _ensemble_notes(summary: dict, splits: list[str]) -> list[str]:

@@ -42,9 +42,11 @@ class DataConfig:
     name: str = "digits"  # a built-in data set, or "csv" / "npz" with `path`
     path: str | None = None
     target: str | None = None  # CSV: the target column
+    # csv / npz: the column (array) marking every row train, val or test; it replaces the shares val and test
+    split: str | None = None
     task: str = field(default="auto", metadata=_choices("auto", "classification", "regression"))
-    val: float = field(default=0.3, metadata=_range(0.0, 1.0, open_low=True))
-    test: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    val: float = field(default=0.3, metadata=_range(0.0, 1.0))  # share of the non-test rows; 0: no validation
+    test: float = field(default=0.2, metadata=_range(0.0, 1.0))  # share of all rows; 0: no test split
     stratify: bool = True
     standardize: bool = True
     seed: int = 0  # the split's seed, apart from the models' seeds

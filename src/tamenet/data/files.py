@@ -1,7 +1,9 @@
 """Readers for a user's own data: a CSV table with a header row, or an NPZ archive with arrays X and y.
 
 They return raw arrays (`FileArrays`); `tamenet.data.datasets` turns them into a `Dataset`
-(label encoding, task inference, flattening of image-shaped X, NaN checks).
+(label encoding, task inference, flattening of image-shaped X, NaN checks). Either file may carry
+its own split: a CSV column, or an NPZ array, named by ``data.split``, that marks every row
+``train``, ``val`` or ``test``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import numpy as np
 MISSING = frozenset({"", "na", "nan", "null"})
 """CSV cells read as a missing value (compared lower-case, after stripping spaces)."""
 
+SPLIT_VALUES = ("train", "val", "test")
+"""The values a split column (CSV) or split array (NPZ) may hold, exactly as written here."""
+
 
 @dataclass(frozen=True, eq=False)
 class FileArrays:
@@ -25,13 +30,15 @@ class FileArrays:
     y: np.ndarray
     feature_names: tuple[str, ...] | None
     source: str  # the file's name, for descriptions and errors
+    split: np.ndarray | None = None  # each row's part ("train", "val" or "test") when the file assigns them
 
 
-def read_csv(path: str | Path, *, target: str | None) -> FileArrays:
+def read_csv(path: str | Path, *, target: str | None, split: str | None = None) -> FileArrays:
     """Read a comma-separated table: a header row, numeric feature columns and the `target` column.
 
     The target may hold numbers (integers stay integers) or strings (class labels). Empty cells and
     ``NA``/``NaN``/``null`` count as missing; any row with a missing value is an error naming how many.
+    `split` names a column of ``train`` / ``val`` / ``test`` marks (not a feature); see `check_split_labels`.
     """
     file = _existing(path)
     with open(file, newline="", encoding="utf-8-sig") as handle:
@@ -49,8 +56,13 @@ def read_csv(path: str | Path, *, target: str | None) -> FileArrays:
         raise ValueError(
             f"CSV file '{file.name}': no target column '{target}'; columns are: {', '.join(header)}"
         )
-    if len(header) < 2:
-        raise ValueError(f"CSV file '{file.name}': expected at least one feature column besides '{target}'")
+    if split is not None:
+        _check_split_column(header, split, target, file.name)
+    apart = [target] + ([split] if split is not None else [])
+    if len(header) <= len(apart):
+        raise ValueError(
+            f"CSV file '{file.name}': expected at least one feature column besides {', '.join(map(repr, apart))}"
+        )
     data = rows[1:]
     if not data:
         raise ValueError(f"CSV file '{file.name}': expected data rows after the header, got none")
@@ -60,8 +72,14 @@ def read_csv(path: str | Path, *, target: str | None) -> FileArrays:
                 f"CSV file '{file.name}', line {line}: expected {len(header)} fields as in the header, got {len(row)}"
             )
     t = header.index(target)
-    names = tuple(name for i, name in enumerate(header) if i != t)
-    columns = [i for i in range(len(header)) if i != t]
+    skip = {header.index(name) for name in apart}
+    names = tuple(name for i, name in enumerate(header) if i not in skip)
+    columns = [i for i in range(len(header)) if i not in skip]
+    labels = None
+    if split is not None:
+        marks = header.index(split)
+        labels = check_split_labels(np.array([row[marks] for _, row in data], dtype=str),
+                                    f"CSV file '{file.name}': split column '{split}'", lines=[line for line, _ in data])
     X = np.empty((len(data), len(columns)), dtype=np.float64)
     for j, i in enumerate(columns):
         X[:, j] = _numeric_column([(line, row[i]) for line, row in data], header[i], file.name)
@@ -73,19 +91,29 @@ def read_csv(path: str | Path, *, target: str | None) -> FileArrays:
             f"CSV file '{file.name}': {int(missing_rows.sum())} of {len(data)} rows have missing values "
             f"(NaN or empty cells; the first at line {first}); remove or fill them"
         )
-    return FileArrays(X=X, y=_target_column(y_cells), feature_names=names, source=file.name)
+    return FileArrays(X=X, y=_target_column(y_cells), feature_names=names, source=file.name, split=labels)
 
 
-def read_npz(path: str | Path) -> FileArrays:
-    """Read arrays ``X`` ([N, F] or [N, ...] of numbers) and ``y`` ([N]) from a ``.npz`` archive (no pickles)."""
+def read_npz(path: str | Path, *, split: str | None = None) -> FileArrays:
+    """Read arrays ``X`` ([N, F] or [N, ...] of numbers) and ``y`` ([N]) from a ``.npz`` archive (no pickles).
+
+    `split` names a third array of N strings ``train`` / ``val`` / ``test``, one per row; see `check_split_labels`.
+    """
     file = _existing(path)
+    labels = None
     try:
         with np.load(file, allow_pickle=False) as archive:
             keys = list(archive.files)
             if "X" not in keys or "y" not in keys:
                 found = ", ".join(keys) if keys else "none"
                 raise ValueError(f"NPZ file '{file.name}': expected arrays named 'X' and 'y'; found: {found}")
+            if split is not None and split not in keys:
+                raise ValueError(
+                    f"NPZ file '{file.name}': no split array '{split}' (data.split); found: {', '.join(keys)}"
+                )
             X, y = archive["X"], archive["y"]
+            if split is not None:
+                labels = archive[split]
     except (zipfile.BadZipFile, OSError) as error:
         raise ValueError(f"NPZ file '{file.name}': cannot be read as an .npz archive ({error})") from error
     except ValueError as error:
@@ -95,7 +123,53 @@ def read_npz(path: str | Path) -> FileArrays:
                 "(or, for y, string) arrays"
             ) from error
         raise
-    return FileArrays(X=X, y=y, feature_names=None, source=file.name)
+    if labels is not None:
+        where = f"NPZ file '{file.name}': split array '{split}'"
+        if labels.ndim != 1 or len(labels) != len(X):
+            raise ValueError(
+                f"{where}: expected shape [{len(X)}] (one mark per row of X), got shape {list(labels.shape)}"
+            )
+        labels = check_split_labels(labels, where)
+    return FileArrays(X=X, y=y, feature_names=None, source=file.name, split=labels)
+
+
+def check_split_labels(labels: np.ndarray, where: str, *, lines: list[int] | None = None) -> np.ndarray:
+    """The split marks as a str array, checked: every value is ``train``, ``val`` or ``test``, at least one ``train``.
+
+    `where` starts the one-line error (e.g. the file and column); `lines` (file line per row) lets it
+    name the first bad line, else it names the first bad row (counted from 0).
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "S":
+        labels = np.char.decode(labels, "utf-8")
+    expected = ", ".join(SPLIT_VALUES)
+    if labels.dtype.kind != "U":
+        raise ValueError(f"{where}: expected the strings {expected}, got values of dtype {labels.dtype}")
+    bad = ~np.isin(labels, SPLIT_VALUES)
+    if bad.any():
+        values, counts = np.unique(labels[bad], return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:5]
+        shown = ", ".join(f"{str(values[i])!r} ({counts[i]} row{'s' if counts[i] > 1 else ''})" for i in order)
+        more = f" and {len(values) - 5} more" if len(values) > 5 else ""
+        first = int(np.argmax(bad))
+        at = f"line {lines[first]}" if lines is not None else f"row {first}"
+        raise ValueError(
+            f"{where}: expected only {expected}; {int(bad.sum())} of {len(labels)} rows hold other values: "
+            f"{shown}{more} (the first at {at})"
+        )
+    if not (labels == "train").any():
+        raise ValueError(f"{where}: expected at least one row marked 'train', got none among {len(labels)} rows")
+    return labels.astype(str)
+
+
+def _check_split_column(header: list[str], split: str, target: str, source: str) -> None:
+    if split == target:
+        raise ValueError(f"CSV file '{source}': data.split and data.target both name column '{split}'; "
+                         "expected a separate column of train / val / test marks")
+    if split not in header:
+        raise ValueError(
+            f"CSV file '{source}': no split column '{split}' (data.split); columns are: {', '.join(header)}"
+        )
 
 
 def _existing(path: str | Path) -> Path:

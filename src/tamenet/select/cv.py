@@ -20,7 +20,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..config import Recipe, RecipeError, population_size
-from ..data import Dataset, Standardizer, load_dataset, split_indices
+from ..data import Standardizer, assign_rows
 from ..models import build_model
 from ..recipes import expand_members, select_members
 from ..train import TASK_METRIC, EpochRecord, Trainer, evaluate, member_seeds
@@ -52,17 +52,15 @@ class Pool:
 
 
 def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
-    """Load the recipe's data and set its test split aside; the rest is the pool that folds split."""
-    from ..data import dataset_from_arrays
+    """Load the recipe's data and set its test split aside; the rest is the pool that folds split.
 
-    cfg = recipe.data
-    data: Dataset = load_dataset(cfg) if X is None else dataset_from_arrays(X, y, task=cfg.task, name="arrays")
-    train, val, test = split_indices(
-        data.y, data.task, val=cfg.val, test=cfg.test, seed=cfg.seed, stratify=cfg.stratify, classes=data.classes
-    )
-    rows = np.sort(np.concatenate([train, val]))
+    With a predefined split (``data.split``) the pool is the rows marked train or val and the rows
+    marked test stay aside, for the refit's one test; with ``data.test: 0`` nothing is set aside.
+    """
+    data, parts = assign_rows(recipe.data, X=X, y=y)
+    rows = np.sort(np.concatenate([parts.train, parts.val]))
     n_out = len(data.classes) if data.task == "classification" else 1
-    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(test), data.image_shape)
+    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(parts.test), data.image_shape)
 
 
 def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
