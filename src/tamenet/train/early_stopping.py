@@ -55,7 +55,7 @@ class EarlyStopping(Controller):
                 diverged[m] = True
                 continue
             value = self.sign * row[self.monitor] if has_val else -float(record.epoch)
-            improved[m] = value < state.best_value[m] - es.min_delta
+            improved[m] = value < state.best_value[m] - es.min_delta if has_val else True  # min_delta does not apply
             if improved[m]:
                 state.best_value[m], state.best_epoch[m], state.wait[m] = value, record.epoch, 0
             else:
