@@ -13,6 +13,7 @@ import torch
 from .config import Recipe, parse
 from .data import SplitData, Standardizer, prepare
 from .models import Population, build_model
+from .models.export import export_member
 from .mc_dropout import mc_predict
 from .train import TASK_METRIC, evaluate
 from .train.hyper import member_seeds
@@ -37,6 +38,11 @@ class TrainedModel:
         inputs = SplitData.transform_inputs(self.preprocessing, np.asarray(X))
         self.model.eval()
         return self.model(inputs)
+
+    def to_torch(self, member: int = 0) -> torch.nn.Module:
+        """Member `member` as a plain PyTorch model that takes raw rows [B, F] (the training split's
+        standardization is its first layer) and gives that member's outputs [B, K]; see `export_member`."""
+        return export_member(self.model, member, preprocessing=self.preprocessing)
 
     def predict(self, X: np.ndarray, *, member: int | None = None) -> dict[str, np.ndarray]:
         """Predictions in the data's own terms: class labels and probabilities, or target values.

@@ -11,6 +11,7 @@ export of a member as plain PyTorch.
 from .base import ParamRole, Population, Wrapped
 from .build import MODELS, build_model, count_parameters
 from .convnets import CNN, BasicBlock, ResNet, build_cnn, build_resnet
+from .export import export_member
 from .mlp import DROPCONNECT_STREAM, HIDDEN_NOISE_STREAM, MLP, WEIGHT_NOISE_STREAM, WEIGHT_NORMS, build_linear, build_mlp
 from .options import (
     DROPOUT_LAYERS, cnn_dropout_layers, common_model_args, dropout_layers, member_numbers, resnet_dropout_layers,
@@ -21,5 +22,5 @@ __all__ = [
     "CNN", "DROPCONNECT_STREAM", "DROPOUT_LAYERS", "HIDDEN_NOISE_STREAM", "MLP", "MODELS", "WEIGHT_NOISE_STREAM",
     "WEIGHT_NORMS", "BasicBlock", "ParamRole", "Population", "ResNet", "Wrapped", "build_cnn", "build_linear",
     "build_mlp", "build_model", "build_resnet", "cnn_dropout_layers", "common_model_args", "count_parameters",
-    "dropout_layers", "member_numbers", "resnet_dropout_layers", "resolve_dropout",
+    "dropout_layers", "export_member", "member_numbers", "resnet_dropout_layers", "resolve_dropout",
 ]
