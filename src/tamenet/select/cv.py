@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ..config import Recipe, RecipeError, parse, per_member_values, population_size, to_dict
 from ..data import Dataset, Standardizer, load_dataset, split_indices
@@ -105,6 +104,8 @@ def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed:
     of those rows leaves the fit set, and the fit set is topped up by drawing again (with
     replacement) from the remaining rows, so every fold fits on the same number of rows.
     """
+    from sklearn.model_selection import train_test_split  # imported on use: slow
+
     if share <= 0:
         return train, train[:0]
     distinct = np.unique(train)
