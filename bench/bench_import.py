@@ -9,8 +9,8 @@ hits both alike; the table shows the median, the min-max spread and the ratio cu
 project's target: ``import tamenet`` in under half the time of the version before lazy imports.
 
     .venv/bin/python bench/bench_import.py                               # this checkout only, 7 repeats
-    git worktree add /tmp/old HEAD~1                                     # an older version's sources
-    .venv/bin/python bench/bench_import.py --baseline /tmp/old/src --repeats 11
+    git worktree add ../tamenet-old HEAD~1                               # an older version's sources
+    .venv/bin/python bench/bench_import.py --baseline ../tamenet-old/src --repeats 11
 
 Writes the raw timings to ``bench/results/import.json``.
 """
