@@ -1,25 +1,53 @@
-"""tamenet: train neural networks that generalize, comparing regularizers at population speed."""
+"""tamenet: train neural networks that generalize, comparing regularizers at population speed.
+
+The names below are imported on first use (PEP 562), so `import tamenet` itself loads neither
+torch nor the libraries only training and model selection need (Optuna, scikit-learn, matplotlib).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .api import TrainResult, fit  # noqa: E402
-from .config import Recipe, RecipeError  # noqa: E402
-from .gradcheck import gradient_check  # noqa: E402
-from .recipes import DEFAULT_RECIPE, load_recipe  # noqa: E402
-from .select import cross_validate, search  # noqa: E402
-from .trained import evaluate_run, load_run  # noqa: E402
+EXPORTS: dict[str, str] = {
+    "CheckpointError": "checkpoints",
+    "DEFAULT_RECIPE": "recipes",
+    "Recipe": "config",
+    "RecipeError": "config",
+    "TrainResult": "api",
+    "cross_validate": "select",
+    "evaluate_run": "trained",
+    "fit": "api",
+    "gradient_check": "gradcheck",
+    "load_recipe": "recipes",
+    "load_run": "trained",
+    "search": "select",
+}
+"""Public name -> the module of the package that defines it (imported when the name is first used)."""
 
-__all__ = [
-    "DEFAULT_RECIPE",
-    "Recipe",
-    "RecipeError",
-    "TrainResult",
-    "__version__",
-    "cross_validate",
-    "evaluate_run",
-    "fit",
-    "gradient_check",
-    "load_recipe",
-    "load_run",
-    "search",
-]
+__all__ = sorted(["__version__", *EXPORTS])
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr__` imports these
+    from .api import TrainResult, fit  # noqa: F401
+    from .checkpoints import CheckpointError  # noqa: F401
+    from .config import Recipe, RecipeError  # noqa: F401
+    from .gradcheck import gradient_check  # noqa: F401
+    from .recipes import DEFAULT_RECIPE, load_recipe  # noqa: F401
+    from .select import cross_validate, search  # noqa: F401
+    from .trained import evaluate_run, load_run  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind a public name on first use, and keep the name for later look-ups."""
+    module = EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tamenet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

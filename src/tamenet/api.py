@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from .config import Recipe, to_dict
 from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
@@ -25,7 +26,6 @@ from .train.hyper import member_table
 from .train.member_data import MemberData
 from .versioning import code_version
 
-CHECKPOINT_FORMAT = 1
 SAVE_EVERY_S = 10.0  # rate limit for the best-so-far model.pt and the resumable last.pt
 
 
@@ -56,6 +56,12 @@ def checkpoint_payload(model: Population, recipe: Recipe, data: SplitData, *, st
     }
 
 
+def resume_payload(recipe: Recipe, trainer_state: dict) -> dict:
+    """What `last.pt` holds: the recipe and the training state `fit(resume=...)` continues from."""
+    return {"format": CHECKPOINT_FORMAT, "tamenet_version": __version__, "recipe": to_dict(recipe),
+            "trainer": trainer_state}
+
+
 def best_state_dict(trainer: Trainer) -> dict:
     """The model's state dict with every member at its best epoch so far."""
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -84,7 +90,7 @@ class RunWriter(Listener):
         payload = checkpoint_payload(trainer.model, trainer.recipe, self.data, state=state, epoch=trainer.state.epoch)
         atomic_torch_save(self.run.path / "model.pt", payload)
         resume = trainer.resume_state if final else trainer.state_dict()
-        atomic_torch_save(self.run.path / "last.pt", {"recipe": to_dict(trainer.recipe), "trainer": resume})
+        atomic_torch_save(self.run.path / "last.pt", resume_payload(trainer.recipe, resume))
 
 
 def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time: float) -> dict[str, Any]:
@@ -206,10 +212,7 @@ def fit(
     saved = None
     if resume is not None:
         resume = Path(resume)
-        last = resume / "last.pt"
-        if not last.is_file():
-            raise FileNotFoundError(f"cannot resume: no checkpoint {last} (was the run started with checkpoints on?)")
-        saved = torch.load(last, map_location="cpu", weights_only=False)
+        saved = load_checkpoint(resume / "last.pt", kind="resume")
         recipe, out = saved["recipe"], resume  # overrides may still extend it, e.g. train.epochs
     recipe = load_recipe(recipe, overrides)
     if ensemble is not None:

@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from .allocator import keep_freed_memory
+from .checkpoints import CheckpointError
 from .config import RecipeError
 from .select.cv import STOP_SHARE
 from .select.memory import MEMORY_ENV
@@ -32,7 +33,9 @@ from .select.splits import MAX_SPLITS, SCHEMES
 from .select.trials import BATCH, PRUNERS, SAMPLERS
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
-USER_ERRORS = (RecipeError, ValueError, TypeError, FileNotFoundError, KeyError, yaml.YAMLError)
+USER_ERRORS = (RecipeError, CheckpointError, ValueError, TypeError, KeyError, OSError, yaml.YAMLError)
+"""Exceptions that end a command with one line and exit code 2: a user's mistake (a recipe, a value, a checkpoint
+that cannot be used) or a file that cannot be read or written (OSError: missing, a directory, no permission)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict for new rows of a CSV file with a run's model")
     predict.add_argument("run_dir")
-    predict.add_argument("--input", required=True, help="CSV with a header: the training feature columns")
+    predict.add_argument("--input", required=True,
+                         help="CSV of new rows. With a header (the usual case): columns are matched by name; it "
+                              "must name every training feature, in any order, and may hold the training target "
+                              "column (ignored); any other column is refused. Without a header (every field of "
+                              "the first row a number): exactly the training features per row, in training order. A "
+                              "model saved without feature names takes the columns by position")
     predict.add_argument("--output", help="write predictions here (default: standard output)")
     predict.add_argument("--member", type=int, help="use one member of a population (default: average them)")
     predict.add_argument("--mc", type=int, metavar="T",
@@ -113,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         if args.debug:
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"tamenet {args.command}: error: {message}", file=sys.stderr)
+        print(f"tamenet {args.command}: error: {error_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def error_line(err: BaseException) -> str:
+    """The message of a user error on one line (a KeyError's own text, not its repr; line breaks become spaces)."""
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(message.split()) or type(err).__name__
 
 
 def _default_out(name: str | None) -> Path:
@@ -287,38 +300,113 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_feature_csv(path: str | Path, feature_names: list[str]) -> np.ndarray:
-    """Rows of a CSV file as float features: the named training columns when the header has them all
-    (extra columns such as the target are ignored), else every column when their count matches."""
+SHOWN_NAMES = 8
+"""Column names an error message lists before it says how many more there are."""
+
+
+def read_feature_csv(path: str | Path, feature_names: tuple[str, ...] | None, n_features: int, *,
+                     target: str | None = None) -> np.ndarray:
+    """The feature rows [N, F] of a CSV file, as float32 columns in training order.
+
+    The first row is a header unless every field of it is a number (and it is not the training
+    feature names themselves). A header must name the training features (`feature_names`), in any
+    order; the training `target` column may be there too and is ignored; anything else is refused.
+    A file without a header must have exactly the F feature values per row, in training order.
+    When `feature_names` is None (a checkpoint saved without them), the columns are taken by
+    position: the header (if any) must then have exactly F columns.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [(line, [cell.strip() for cell in row]) for line, row in enumerate(csv.reader(handle), start=1)]
+    rows = [(line, row) for line, row in rows if any(row)]  # blank lines
     if not rows:
         raise ValueError(f"{path}: empty file, expected a header row and data rows")
-    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
-    if all(name in header for name in feature_names):
-        columns = [header.index(name) for name in feature_names]
-    elif len(header) == len(feature_names):
-        columns = list(range(len(header)))
+    first = rows[0][1]
+    has_header = not all(_is_number(cell) for cell in first) or (
+        feature_names is not None and sorted(first) == sorted(feature_names))
+    if has_header:
+        columns = header_columns(first, feature_names, n_features, target=target, where=str(path))
+        names, body = first, rows[1:]
     else:
-        missing = [n for n in feature_names if n not in header][:5]
+        if len(first) != n_features:
+            raise ValueError(
+                f"{path}: the first row is all numbers, so the file is read without a header: expected "
+                f"{n_features} values per row, the feature columns in training order, got {len(first)}"
+            )
+        columns, names, body = list(range(n_features)), [f"column {i + 1}" for i in range(n_features)], rows
+    if not body:
+        raise ValueError(f"{path}: expected data rows after the header, got none")
+    return feature_values(body, columns, names, where=str(path))
+
+
+def header_columns(header: list[str], feature_names: tuple[str, ...] | None, n_features: int, *,
+                   target: str | None, where: str) -> list[int]:
+    """For each training feature in order, the index of its column in `header` (see `read_feature_csv`)."""
+    if feature_names is None:  # an old checkpoint without names: by position, as tamenet did before names
+        if len(header) != n_features:
+            raise ValueError(
+                f"{where}: expected {n_features} feature columns (this model was saved without its feature "
+                f"names, so the columns are taken by position), got {len(header)} columns"
+            )
+        return list(range(n_features))
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{where}: the header names a column more than once: {_listed(repeated)}")
+    missing = [name for name in feature_names if name not in header]
+    unexpected = [name for name in header if name not in feature_names and name != target]
+    if missing or unexpected:
+        also = f"; the target '{target}' may be there too" if target is not None else ""
         raise ValueError(
-            f"{path}: expected {len(feature_names)} feature columns (named like {', '.join(feature_names[:5])}...), "
-            f"got {len(header)} columns; missing e.g. {', '.join(missing)}"
+            f"{where}: expected {len(feature_names)} feature columns named as in training "
+            f"({_listed(list(feature_names))}, in any order{also}), got {len(header)} columns: "
+            f"missing {_listed(missing) or 'none'}; unexpected {_listed(unexpected) or 'none'}"
         )
+    return [header.index(name) for name in feature_names]
+
+
+def feature_values(body: list[tuple[int, list[str]]], columns: list[int], names: list[str], *,
+                   where: str) -> np.ndarray:
+    """The cells of `columns` of every (line number, fields) row as float32 [N, len(columns)]."""
+    width = len(names)
+    values = np.empty((len(body), len(columns)), dtype=np.float32)
+    for r, (line, row) in enumerate(body):
+        if len(row) != width:
+            raise ValueError(f"{where}, line {line}: expected {width} fields as in the first row, got {len(row)}")
+        for j, c in enumerate(columns):
+            try:
+                values[r, j] = float(row[c])
+            except ValueError:
+                raise ValueError(
+                    f"{where}, line {line}: expected a number in column '{names[c]}', got {row[c]!r}"
+                ) from None
+    return values
+
+
+def _is_number(cell: str) -> bool:
     try:
-        return np.array([[float(row[c]) for c in columns] for row in body], dtype=np.float32)
-    except (ValueError, IndexError) as err:
-        raise ValueError(f"{path}: every feature value must be a number ({err})") from None
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _listed(names: list[str]) -> str:
+    """Up to `SHOWN_NAMES` names, comma-separated, then how many more."""
+    shown = ", ".join(names[:SHOWN_NAMES])
+    return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .trained import load_run
 
     trained = load_run(args.run_dir)
-    X = read_feature_csv(args.input, list(trained.preprocessing["feature_names"]))
+    names = trained.feature_names
+    if names is None:
+        print("tamenet predict: note: this model was saved without its feature names; "
+              "the input's columns are taken by position", file=sys.stderr)
+    X = read_feature_csv(args.input, names, int(trained.preprocessing["n_features"]), target=trained.target_name)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     if args.mc is not None:

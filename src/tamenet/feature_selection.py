@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.feature_selection import f_classif, f_regression
 
 from .config import RecipeError
 
@@ -27,15 +26,17 @@ if TYPE_CHECKING:  # the loop imports this module: no import of the train packag
     from .models import Population
     from .train.member_data import MemberData
 
-SCORES = {"classification": f_classif, "regression": f_regression}
-"""Task -> the univariate score that ranks the inputs (higher is better)."""
+SCORES = {"classification": "f_classif", "regression": "f_regression"}
+"""Task -> the univariate score (a function of `sklearn.feature_selection`) that ranks the inputs (higher is better)."""
 
 
 def input_ranking(X: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
     """Column indices of X [N, F], best first, by the task's F statistic on these rows."""
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Features [...] are constant": ranked last below
-        scores, _ = SCORES[task](X, y)
+        from sklearn import feature_selection  # imported here: slow, and only needed with input_features
+
+        scores, _ = getattr(feature_selection, SCORES[task])(X, y)
     scores = np.where(np.isfinite(scores), scores, -np.inf)  # constant inputs: no statistic, ranked last
     return np.argsort(-scores, kind="stable")
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Recipe, parse
+from .checkpoints import CheckpointError, load_checkpoint
+from .config import Recipe, RecipeError, parse
 from .data import SplitData, Standardizer, prepare
 from .models import Population, build_model
 from .models.export import export_member
@@ -31,6 +32,22 @@ class TrainedModel:
     @property
     def task(self) -> str:
         return self.preprocessing["task"]
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """The training feature columns' names in training order; None when the checkpoint lacks usable
+        names (saved without them, or not one distinct name per feature)."""
+        names = self.preprocessing.get("feature_names")
+        if not isinstance(names, (list, tuple)) or len(names) != int(self.preprocessing["n_features"]):
+            return None
+        names = tuple(str(n) for n in names)
+        return names if len(set(names)) == len(names) else None
+
+    @property
+    def target_name(self) -> str | None:
+        """The target column's name when the model was trained on a CSV file (data.target), else None."""
+        data = self.recipe.data
+        return data.target if data.name == "csv" else None
 
     @torch.no_grad()
     def outputs(self, X: np.ndarray) -> torch.Tensor:
@@ -88,18 +105,26 @@ class TrainedModel:
 
 
 def load_run(run_dir: str | Path) -> TrainedModel:
-    """Rebuild the model saved in `run_dir/model.pt` (or a path to a .pt file)."""
+    """Rebuild the model saved in `run_dir/model.pt` (or a path to a .pt file).
+
+    A file that is missing, unreadable, not a tamenet checkpoint or of another format version, or
+    whose weights do not fit the model its recipe builds, raises `CheckpointError` (a ValueError).
+    """
     path = Path(run_dir)
     file = path if path.suffix == ".pt" else path / "model.pt"
-    if not file.is_file():
-        raise FileNotFoundError(f"no trained model at {file} (expected a run directory written by 'tamenet train')")
-    payload = torch.load(file, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise ValueError(f"{file} is not a tamenet checkpoint (no 'state_dict' entry)")
-    recipe = parse(Recipe, payload["recipe"])
+    payload = load_checkpoint(file, kind="model")
+    try:
+        recipe = parse(Recipe, payload["recipe"])
+    except RecipeError as err:
+        raise CheckpointError(f"{file}: the saved recipe is not one this tamenet reads: {err}") from err
     model = build_model(recipe.model, n_in=payload["n_in"], n_out=payload["n_out"], seeds=member_seeds(recipe),
                         input_shape=payload["preprocessing"].get("image_shape"))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise CheckpointError(f"{file}: the saved weights do not fit the model its recipe builds "
+                              f"({detail[:300]}{'...' if len(detail) > 300 else ''})") from err
     model.eval()
     return TrainedModel(model, recipe, payload["preprocessing"], file.parent)
 

@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn import datasets as skdatasets
 
 from tamenet.config import DataConfig
 from tamenet.data.files import FileArrays, read_csv, read_npz
@@ -141,9 +140,13 @@ def fingerprint(X: np.ndarray, y: np.ndarray, split: np.ndarray | None = None) -
 # --- built-in data sets -------------------------------------------------------------------------
 
 
-def _sklearn(loader: Callable[..., Any], name: str, task: str, image_shape: tuple | None, text: str, **kw: Any):
+def _sklearn(loader: str, name: str, task: str, image_shape: tuple | None, text: str, **kw: Any):
+    """The loader of a scikit-learn data set, `loader` naming its function in `sklearn.datasets`."""
+
     def load(cfg: DataConfig) -> Dataset:
-        bunch = loader(**kw)
+        from sklearn import datasets as skdatasets  # imported here: slow, and only needed to load the data
+
+        bunch = getattr(skdatasets, loader)(**kw)
         y = bunch.target
         names = getattr(bunch, "target_names", None)
         if task == "classification" and names is not None and len(names) == len(np.unique(y)):
@@ -184,6 +187,8 @@ def _load_mnist1d(cfg: DataConfig) -> Dataset:
 
 def _load_moons(cfg: DataConfig) -> Dataset:
     """Two interleaving half circles (scikit-learn ``make_moons``), Gaussian noise of std ``noise``."""
+    from sklearn import datasets as skdatasets  # imported here: slow, and only needed to load the data
+
     n, noise = _n_samples(cfg, 1000), _noise(cfg, 0.2)
     X, y = skdatasets.make_moons(n_samples=n, noise=noise, random_state=cfg.seed)
     return dataset_from_arrays(
@@ -213,14 +218,14 @@ def _load_spirals(cfg: DataConfig) -> Dataset:
 
 
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
-    "digits": _sklearn(skdatasets.load_digits, "digits", "classification", (1, 8, 8),
+    "digits": _sklearn("load_digits", "digits", "classification", (1, 8, 8),
                        "Handwritten digits: 1797 8x8 grey images, 10 classes"),
-    "diabetes": _sklearn(skdatasets.load_diabetes, "diabetes", "regression", None,
+    "diabetes": _sklearn("load_diabetes", "diabetes", "regression", None,
                          "Diabetes progression after one year: 442 patients, 10 features (regression)",
                          scaled=False),
-    "breast_cancer": _sklearn(skdatasets.load_breast_cancer, "breast_cancer", "classification", None,
+    "breast_cancer": _sklearn("load_breast_cancer", "breast_cancer", "classification", None,
                               "Breast cancer Wisconsin (diagnostic): 569 tumours, 30 features, malignant/benign"),
-    "wine": _sklearn(skdatasets.load_wine, "wine", "classification", None,
+    "wine": _sklearn("load_wine", "wine", "classification", None,
                      "Wine recognition: 178 wines, 13 chemical features, 3 cultivars"),
     "mnist1d": _load_mnist1d,
     "moons": _load_moons,

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from tamenet.config import DataConfig, RecipeError
 from tamenet.data.datasets import Dataset, dataset_from_arrays, fingerprint, load_dataset
@@ -180,6 +179,8 @@ def _split(idx: np.ndarray, y: np.ndarray, *, share: float, seed: int, by_class:
             f"the {empty} split would be empty: {part} share {share} of {n} rows ({whole}) gives "
             f"{n_part} {part} and {n - n_part} other rows; use more data or another share"
         )
+    from sklearn.model_selection import train_test_split  # imported here: slow, and not needed to predict
+
     labels = y[idx] if by_class else None
     if by_class:
         values, counts = np.unique(labels, return_counts=True)

@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ..config import Recipe, RecipeError, population_size
 from ..data import Standardizer, assign_rows
@@ -70,6 +69,8 @@ def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed:
     of those rows leaves the fit set, and the fit set is topped up by drawing again (with
     replacement) from the remaining rows, so every fold fits on the same number of rows.
     """
+    from sklearn.model_selection import train_test_split  # imported on use: slow
+
     if share <= 0:
         return train, train[:0]
     distinct = np.unique(train)

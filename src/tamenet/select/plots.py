@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..track import save_figure
 from .search import best_index
@@ -17,6 +15,9 @@ MAX_LABELLED = 30
 
 def plot_cv(result: dict[str, Any], path: Path) -> None:
     """Each candidate's scored metric per fold (dots) with its mean +- standard deviation (bar)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported on use: slow
+    from matplotlib.figure import Figure
+
     metric, rows = result["metric"], result["candidates"]
     figure = Figure(figsize=(max(5.0, 0.5 * len(rows) + 3), 4), dpi=110)
     FigureCanvasAgg(figure)
@@ -45,6 +46,9 @@ def _label(row: dict[str, Any]) -> str:
 
 def plot_path(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> None:
     """Train and cross-validated scores against one numeric hyper-parameter (log axis when it spans decades)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported on use: slow
+    from matplotlib.figure import Figure
+
     values = np.array([row[key] for row in rows], dtype=float)
     order = np.argsort(values)
     values = values[order]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import KFold, LeavePOut, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
 from ..registry import lookup
 
@@ -49,6 +48,8 @@ def _trim_by_class(scored: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
 
 def kfold(y: np.ndarray, *, k: int = 10, seed: int = 0, stratify: bool = False) -> list[Fold]:
     """K-fold cross-validation (default k = 10); stratified keeps each fold's class shares."""
+    from sklearn.model_selection import KFold, StratifiedKFold  # imported on use: slow
+
     n = len(y)
     if not 2 <= k <= n:
         raise ValueError(f"k-fold: expected 2 <= k <= {n} (the number of rows), got k = {k}")
@@ -73,6 +74,8 @@ def repeated(
 
     With `replace`, each split is a bootstrap sample of N rows (with repeats) scored out of bag.
     """
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit  # imported on use: slow
+
     n = len(y)
     if splits < 1:
         raise ValueError(f"repeated splits: expected at least 1 split, got {splits}")
@@ -93,6 +96,8 @@ def repeated(
 
 def leave_p_out(y: np.ndarray, *, p: int = 1, max_splits: int = MAX_SPLITS) -> list[Fold]:
     """Every subset of p rows scored once: C(N, p) splits (leave-one-out: p = 1, N splits)."""
+    from sklearn.model_selection import LeavePOut  # imported on use: slow
+
     n = len(y)
     if not 1 <= p < n:
         raise ValueError(f"leave-p-out: expected 1 <= p < {n}, got p = {p}")

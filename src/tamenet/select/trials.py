@@ -22,11 +22,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
+from typing import TYPE_CHECKING, Any
 
 from ..config import Recipe, RecipeError, member_fields, per_member_values
 from ..registry import lookup
@@ -35,18 +31,22 @@ from .cv import CVRun, Pool, candidate_table, run_cv
 from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recipe
 from .splits import Fold
 
+if TYPE_CHECKING:  # Optuna is imported in the functions that use it: slow, and only needed for --trials
+    import optuna
+    from optuna.distributions import BaseDistribution
+
 BATCH = 8
 """Trials asked for (and trained as one population) at a time."""
 
 SAMPLERS = {
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+    "random": lambda seed: _optuna().samplers.RandomSampler(seed=seed),
+    "tpe": lambda seed: _optuna().samplers.TPESampler(seed=seed, constant_liar=True),
 }
 """Sampler name -> factory(seed)."""
 
 PRUNERS = {
-    "median": lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 10)),
-    "none": lambda epochs: optuna.pruners.NopPruner(),
+    "median": lambda epochs: _optuna().pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 10)),
+    "none": lambda epochs: _optuna().pruners.NopPruner(),
 }
 """Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
 of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
@@ -55,6 +55,13 @@ INTEGER_KEYS = ("seed", *(f.path for f in member_fields() if f.integer))
 """Numeric keys whose range holds integers."""
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")
+
+
+def _optuna():
+    """The optuna module, imported on first use."""
+    import optuna
+
+    return optuna
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class Dimension:
 def parse_dimension(item: str) -> Dimension:
     """`KEY=LOW:HIGH` (uniform), `KEY=LOW:HIGH:log` (log-uniform; integers for `seed`) or
     `KEY=A,B,C` / `KEY=[[16], [32, 32]]` (choices)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     key, sep, text = item.partition("=")
     key, text = key.strip(), text.strip()
     if not sep or not key or not text:
@@ -123,6 +132,8 @@ def parse_space(items: list[str], recipe: Recipe) -> list[Dimension]:
 
 def make_study(metric: str, *, sampler: str, pruner: str, seed: int, epochs: int) -> optuna.Study:
     """An in-memory study that maximizes accuracy or minimizes RMSE, seeded for reproducible trials."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         direction="maximize" if metric == "accuracy" else "minimize",
@@ -184,6 +195,8 @@ def run_trials(
     max_memory: str | int | None = None,
 ) -> tuple[list[dict], list[CVRun], optuna.Study]:
     """Every trial's cross-validated scores, a batch at a time; one population per structural choice in a batch."""
+    from optuna.trial import TrialState
+
     if trials < 1 or batch < 1:
         raise ValueError(f"--trials and --batch: expected positive counts, got {trials} trials, batch {batch}")
     metric = TASK_METRIC[pool.task]

@@ -9,15 +9,14 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any
-
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING, Any
 
 from tamenet.track.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:  # matplotlib is imported in the functions that draw: slow, and not needed to train or predict
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 __all__ = ["plot_curves"]
 
@@ -98,6 +97,8 @@ def _draw_panel(
 
 def _style_legend(axes: Axes, *, has_best: bool) -> None:
     """Panel legend for line styles (train dashed, val solid, best epoch dotted) and the gap shading."""
+    from matplotlib.lines import Line2D
+
     grey = "0.3"
     handles: list[Any] = [Line2D([], [], color=grey, linestyle="--"), Line2D([], [], color=grey, linestyle="-")]
     labels = ["train", "val"]
@@ -124,6 +125,11 @@ def plot_curves(
     ``train_<metric>``, ``val_<metric>``); `best_epochs` gives one epoch per member (members in
     ascending order), marked with a dotted line and a dot on the val curve.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported on use: slow
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(row, dict) for row in rows):
         raise ValueError(f"rows: expected a non-empty list of dicts (metrics rows), received {rows!r:.80}")
     if not isinstance(metric, str) or not metric:
