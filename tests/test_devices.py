@@ -68,3 +68,13 @@ def test_the_default_job_trains_on_the_gpu(tmp_path):
     result = fit(recipe, out=tmp_path / "run")
     assert _devices(result) == {"cuda"}
     assert result.summary["test"]["accuracy"] > 0.8
+
+
+def test_the_command_lines_device_option_sets_train_device(capsys):
+    from tamenet.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    assert main(["train", "--device", "cuda", "--set", "train.epochs=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.device: 'cuda' needs a GPU" in err[0]

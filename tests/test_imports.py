@@ -90,14 +90,6 @@ def test_an_unknown_name_is_an_attribute_error():
         exec("from tamenet import fitt", {})
 
 
-KNOWN_CIRCLES = {
-    "tamenet.convnets": "cannot import name 'build_cnn' from partially initialized module 'tamenet.convnets'",
-}
-"""Modules that cannot be the first of the package imported, with the error that says so. `models.py` imports
-`convnets.py` at its end and `convnets.py` imports `models.py` at its top; `import tamenet` used to import
-`models` first and hid the circle. To be broken where it is (the models refactor), then this entry removed."""
-
-
 def _modules() -> list[str]:
     return ["tamenet", *sorted(m.name for m in pkgutil.walk_packages(tamenet.__path__, "tamenet."))]
 
@@ -112,12 +104,7 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
     assert {"tamenet.api", "tamenet.cli", "tamenet.checkpoints", "tamenet.select.trials"} <= set(modules)
     with ThreadPoolExecutor(max_workers=2) as pool:  # two at a time: the test stays short on a small machine
         results = list(pool.map(_import_alone, modules))
-    failed = {name: err for name, code, err in results if code != 0 and KNOWN_CIRCLES.get(name, "\0") not in err}
+    failed = {name: err for name, code, err in results if code != 0}
     assert not failed, failed
-    fixed = [name for name, code, _ in results if code == 0 and name in KNOWN_CIRCLES]
-    assert not fixed, f"{fixed} now import alone: remove them from KNOWN_CIRCLES"
 
 
-def test_a_known_circle_imports_once_its_partner_is_loaded():
-    done = _fresh("import tamenet.models\nfrom tamenet.convnets import build_cnn")
-    assert done.returncode == 0, done.stderr

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a recipe value, e.g. --set train.lr=0.01 (repeatable)")
     train.add_argument("--out", help="run directory to write (default runs/<name>-<time>)")
     train.add_argument("--resume", help="continue the run in this directory from its last checkpoint")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                       help="where to train (sets train.device; default: the recipe's, auto = the GPU when PyTorch sees one)")
     train.add_argument("--ensemble", type=int, metavar="M",
                        help="train seeds base..base+M-1 as one population and report their averaged prediction")
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
@@ -85,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"memory budget of a population, e.g. 2GB (default ${MEMORY_ENV} or half the RAM); "
                               "larger populations train in chunks")
         sel.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        sel.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                           help="where to train (sets train.device; default: the recipe's, auto = the GPU when PyTorch sees one)")
         sel.add_argument("--out", help="run directory to write (default runs/<name>-<command>-<time>)")
         sel.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
@@ -113,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "device", None):
+        args.overrides.append(f"train.device={args.device}")
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
                 "predict": cmd_predict, "datasets": cmd_datasets}
@@ -152,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else _default_out(recipe.name)
     progress = make_progress(sys.stdout)
     with progress:
-        result = fit(recipe, out=out, callbacks=[progress.on_epoch], resume=args.resume,
+        result = fit(recipe, out=out, callbacks=[progress], resume=args.resume,
                      overrides=args.overrides if args.resume else None, ensemble=args.ensemble)
     print(summary_text(result.summary))
     print(f"run directory: {result.run_dir}")
