@@ -242,7 +242,7 @@ class Trainer:
             lr = self.hyper["lr"] * (factor * active)
             self.optimizer.step(lr)
             if proximal:
-                l1_proximal_(self.penalized, lr * self.hyper["l1"])
+                l1_proximal_(self.penalized, lr * self.hyper["l1"], self.optimizer.l1_scales(r for r, _ in self.penalized))
             self.constraints.project_(max_norm)  # C5
             with torch.no_grad():  # accumulated on tensors: no host sync inside the epoch
                 loss_sum.add_(loss.detach(), alpha=yb.shape[-1])
