@@ -5,6 +5,7 @@ Each returns a tensor [M]: the penalty of every member, added to that member's l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -72,14 +73,29 @@ def add_penalty_gradients_(
 
 
 @torch.no_grad()
-def l1_proximal_(targets: list[tuple[ParamRole, float]], threshold: torch.Tensor) -> None:
-    """Soft thresholding after a gradient step: `w <- sign(w) * max(|w| - lr * lambda, 0)` (ISTA).
+def l1_proximal_(
+    targets: list[tuple[ParamRole, float]],
+    threshold: torch.Tensor,
+    factors: Sequence[torch.Tensor | float] | None = None,
+) -> None:
+    """Soft thresholding after an optimizer step: `w <- sign(w) * max(|w| - t, 0)`, exact zeros inside the band.
 
-    `threshold` [M] is lr * lambda per member; weights inside the band become exact zeros.
+    `t = threshold * layer_scale * factor` per parameter: `threshold` [M] is `lr * lambda` per member,
+    `factors[k]` (broadcastable to `targets[k]`'s parameter; None: all 1) the optimizer's `P^-1`
+    (`PopulationOptimizer.l1_scales`). With `P = 1` (plain SGD) this is ISTA (Beck & Teboulle, "A fast
+    iterative shrinkage-thresholding algorithm", SIAM J. Imaging Sci. 2009); for a step
+    `w - lr P^-1 g` it is the proximal map of `lambda ||w||_1` in the metric `P` (proximal quasi-Newton,
+    Lee, Sun & Saunders, SIAM J. Optim. 2014), whose fixed points satisfy `0 in g + lambda d|w|`, the
+    lasso condition, whatever the optimizer (see `tamenet.train.optim`).
     """
-    for role, scale in targets:
+    if factors is not None and len(factors) != len(targets):
+        raise ValueError(f"l1_proximal_: expected one factor per penalized parameter ({len(targets)}), got {len(factors)}")
+    for k, (role, scale) in enumerate(targets):
         p = role.per_member(role.param.data)
         t = (threshold * scale).view(-1, *([1] * (p.dim() - 1)))
+        factor = 1.0 if factors is None else factors[k]
+        if not (isinstance(factor, float) and factor == 1.0):
+            t = t * factor
         p.copy_(torch.sign(p) * torch.clamp_min(p.abs() - t, 0.0))
 
 
@@ -230,4 +246,5 @@ class L1Proximal:
         return bool((trainer.hyper["l1"] > 0).any()) and trainer.recipe.penalty.l1_mode == "proximal"
 
     def __call__(self, trainer, lr: torch.Tensor) -> None:
-        l1_proximal_(trainer.penalized, lr * trainer.hyper["l1"])
+        # the threshold in the optimizer's own metric, so the fixed point is the lasso whatever the optimizer
+        l1_proximal_(trainer.penalized, lr * trainer.hyper["l1"], trainer.optimizer.l1_scales(r for r, _ in trainer.penalized))
