@@ -50,17 +50,18 @@ from .mlp import MLP
 class Standardize(nn.Module):
     """`(x - mean) / std` per input column, with the training split's mean and std [F] as buffers.
 
-    The buffers are float64 and the difference is taken in their precision, then cast back to x's
-    dtype: the same numbers as tamenet's own preprocessing (`SplitData.transform_inputs`). `.float()`
-    on the model makes them float32 (then equal up to rounding)."""
+    The buffers are float64 and the difference is taken in their precision, then cast to the layers'
+    dtype (float32, or what `.double()` / `.half()` made them; the raw rows may come as float64 from
+    NumPy): the same numbers as tamenet's own preprocessing (`SplitData.transform_inputs`)."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, *, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
+        self.register_buffer("out_dtype", torch.zeros(0, dtype=dtype), persistent=False)  # follows .to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.to(self.mean.dtype) - self.mean) / self.std).to(x.dtype)
+        return ((x.to(self.mean.dtype) - self.mean) / self.std).to(self.out_dtype.dtype)
 
     def extra_repr(self) -> str:
         return f"features={self.mean.numel()}"
