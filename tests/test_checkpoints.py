@@ -24,6 +24,8 @@ from tamenet.checkpoints import CHECKPOINT_FORMAT, CheckpointError, CheckpointMi
 from tamenet.cli import main
 from tamenet.trained import load_run
 
+from test_select_cli import _one_line_error
+
 SRC = Path(tamenet.__file__).resolve().parent
 TINY = {
     "name": "tiny",
@@ -104,19 +106,6 @@ BREAKS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
 }
 
 
-def _one_line_error(capsys, argv: list[str], needles: tuple[str, ...]) -> str:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, (out, err)
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"tamenet {argv[0]}: error: ")
-    assert "Traceback" not in out + err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
 # ------------------------------------------------------------------ model.pt
 
 
@@ -136,14 +125,14 @@ def test_broken_model_pt_is_refused_by_load_run(run, case):
 def test_broken_model_pt_ends_predict_in_one_line(run, capsys, case):
     breaks, needles = BREAKS[case]
     breaks(run / "model.pt")
-    _one_line_error(capsys, ["predict", "run", "--input", "rows.csv"], needles)
+    _one_line_error(capsys, ["predict", "run", "--input", "rows.csv"], *needles)
 
 
 @pytest.mark.parametrize("case", list(BREAKS))
 def test_broken_model_pt_ends_evaluate_in_one_line(run, capsys, case):
     breaks, needles = BREAKS[case]
     breaks(run / "model.pt")
-    _one_line_error(capsys, ["evaluate", "run"], needles)
+    _one_line_error(capsys, ["evaluate", "run"], *needles)
 
 
 def test_a_missing_checkpoint_is_still_a_file_not_found_error(run):
@@ -193,7 +182,7 @@ def test_a_payload_with_code_is_refused_without_running_it(run, tmp_path, capsys
     torch.save(payload, run / "model.pt")
     with pytest.raises(CheckpointError, match="holds Python objects other than tensors and plain containers"):
         load_run(run)
-    _one_line_error(capsys, ["predict", "run", "--input", "rows.csv"], ("is not a tamenet checkpoint",))
+    _one_line_error(capsys, ["predict", "run", "--input", "rows.csv"], "is not a tamenet checkpoint")
     assert not marker.exists()
 
 
@@ -243,7 +232,7 @@ def test_broken_last_pt_is_refused_by_resume(run, case):
 
 def test_broken_last_pt_ends_train_resume_in_one_line(run, capsys):
     _random_bytes(run / "last.pt")
-    _one_line_error(capsys, ["train", "--resume", "run", "--set", "train.epochs=3"], ("cannot be read as a checkpoint",))
+    _one_line_error(capsys, ["train", "--resume", "run", "--set", "train.epochs=3"], "cannot be read as a checkpoint")
 
 
 def test_last_pt_written_before_it_carried_a_format_still_resumes(run):

@@ -67,32 +67,29 @@ class Standardize(nn.Module):
         return f"features={self.mean.numel()}"
 
 
-class InputMask(nn.Module):
-    """Input selection: `x * mask` with mask [F] (1: an input the member sees, 0: one it does not)."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.mask
-
-    def extra_repr(self) -> str:
-        return f"kept={int(self.mask.count_nonzero())} of {self.mask.numel()} inputs"
-
-
 class Scale(nn.Module):
     """`x * factor` with a fixed factor (a buffer, not trained): classic dropout's `1 - p`."""
 
     def __init__(self, factor: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("factor", factor.detach().clone())
+        self.register_buffer("factor", torch.as_tensor(factor).detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.factor
 
     def extra_repr(self) -> str:
         return f"factor={float(self.factor):.6g}"
+
+
+class InputMask(Scale):
+    """Input selection: `x * mask` with mask [F] (1: an input the member sees, 0: one it does not)."""
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.factor
+
+    def extra_repr(self) -> str:
+        return f"kept={int(self.mask.count_nonzero())} of {self.mask.numel()} inputs"
 
 
 class Residual(nn.Module):
