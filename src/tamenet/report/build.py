@@ -157,7 +157,7 @@ def _weights_section(path: Path, title: str) -> Section | None:
     hist = _weight_arrays(path)
     if hist:
         parts.append(figure(figures.weight_histograms(hist, title=f"{title}: member 0's weights at the end"),
-                            "histograms per layer (log counts); a red line marks exact zeros, which L1 makes and "
+                            "histograms per layer of the nonzero weights; a red line marks exact zeros (their share above each panel), which L1 makes and "
                             "L2 does not (L2 shrinks a bell towards 0)"))
     if rows:
         members = sorted({r["member"] for r in rows})[:3]
