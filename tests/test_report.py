@@ -197,3 +197,21 @@ def test_report_of_a_directory_without_a_job_exits_2_with_one_line(tmp_path, cap
     assert main(["report", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "holds none of summary.json (a run), cv.json" in err
+
+
+def test_an_ensemble_report_gives_the_ece_of_the_members_mean_probabilities(tmp_path):
+    from report_cases import TINY, write_recipe
+    from tamenet.data import prepare
+    from tamenet.trained import load_run
+
+    recipe = write_recipe(tmp_path / "e.yaml", {**TINY, "model": {"widths": [8], "dropout": 0.0},
+                                                "train": {**TINY["train"], "epochs": 2}})
+    assert main(["train", recipe, "--ensemble", "2", "--out", str(tmp_path / "ens")]) == 0
+    text = read(tmp_path / "ens")
+    assert SECTION.findall(text) == ["overview", "next", "curves", "weights", "uncertainty"]
+    trained = load_run(tmp_path / "ens")
+    data = prepare(trained.recipe.data)
+    with torch.no_grad():
+        probs = torch.softmax(trained.model(data.X_val), dim=-1).mean(0).numpy()
+    ece = reliability(probs, np.asarray(data.y_val), bins=15)["ece"]
+    assert f"ensemble of 2 (mean of the members&#x27; probabilities), on the {len(probs)} validation rows: ECE {ece:.4f}" in text

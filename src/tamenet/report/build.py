@@ -289,7 +289,12 @@ def run_sections(path: Path) -> tuple[list[Section], list[Finding], str, dict]:
     overview = table(header, rows, sortable=True, left=1)
     ens = summary.get("ensemble")
     if ens:
-        overview += f'<p class="note">ensemble: {esc(json.dumps(ens.get("summary", ens), default=str)[:400])}</p>'
+        ens_splits = [s for s in splits if s in ens]
+        overview += f"<p>ensemble of {ens['members']} ({esc(ens['combine'])}):</p>" + table(
+            ["", *[f"{s} {q}" for s in ens_splits for q in (metric, "loss")]],
+            [[label, *[source[s][q] for s in ens_splits for q in (metric, "loss")]]
+             for label, source in (("ensemble", ens), ("members' mean", ens["members_mean"]),
+                                   ("best member", ens["members_best"]))], left=1)
     sections = [Section("overview", "Overview", overview), curves]
     weights = _weights_section(path, summary["dataset"])
     if weights:
