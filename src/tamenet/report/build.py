@@ -188,28 +188,31 @@ def _weight_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
     return [(r.name, r.per_member(r.param.detach())[0].double().numpy()) for r in weight_roles(model)]
 
 
-def _uncertainty_section(path: Path, summary: dict, recipe: dict) -> tuple[Section | None, list[str]]:
+def _uncertainty_section(path: Path, summary: dict) -> Section | None:
     """Uncertainty against error, reliability and ECE for an ensemble or a model with dropout (validation rows)."""
-    members = summary.get("per_member", [summary])
-    ensemble = "ensemble" in summary
-    dropout = any(_dropout(recipe, m) > 0 for m in range(len(members))) or bool(
-        ((recipe.get("model") or {}).get("dropout") or 0) and not isinstance((recipe.get("model") or {}).get("dropout"), list))
-    if summary.get("task") != "classification" or not (ensemble or dropout) or not (path / "model.pt").is_file():
-        return None, []
+    if summary.get("task") != "classification" or not (path / "model.pt").is_file():
+        return None
     import torch
 
     from ..data import prepare
-    from ..mc_dropout import mc_predict
+    from ..mc_dropout import dropout_layers, mc_predict
     from ..trained import load_run
 
+    members = summary.get("per_member", [summary])
+    ensemble = "ensemble" in summary
     try:
         trained = load_run(path)
+    except ValueError:
+        return None
+    if not ensemble and not dropout_layers(trained.model):
+        return None
+    try:
         data = prepare(trained.recipe.data)
     except (ValueError, OSError) as err:
         return Section("uncertainty", "Uncertainty and calibration",
-                       f'<p class="note">not drawn: the validation rows could not be rebuilt ({esc(err)})</p>'), []
+                       f'<p class="note">not drawn: the validation rows could not be rebuilt ({esc(err)})</p>')
     if not len(data.X_val):
-        return None, []
+        return None
     X, y = data.X_val, np.asarray(data.y_val)
     with torch.no_grad():
         if ensemble:
@@ -229,7 +232,7 @@ def _uncertainty_section(path: Path, summary: dict, recipe: dict) -> tuple[Secti
             f'(0.5: the wrong answers are no more uncertain than the right ones).</p><div class="grid">'
             + figure(figures.entropy_vs_error(h, wrong, title=what), "are the wrong answers the uncertain ones?")
             + figure(figures.reliability_diagram(table_, title=what), "reliability diagram") + "</div>")
-    return Section("uncertainty", "Uncertainty and calibration", body), []
+    return Section("uncertainty", "Uncertainty and calibration", body)
 
 
 def _findings_section(findings: list[Finding], extra: list[str] | None = None) -> Section:
@@ -299,7 +302,7 @@ def run_sections(path: Path) -> tuple[list[Section], list[Finding], str, dict]:
     weights = _weights_section(path, summary["dataset"])
     if weights:
         sections.append(weights)
-    uncertainty, _ = _uncertainty_section(path, summary, recipe)
+    uncertainty = _uncertainty_section(path, summary)
     if uncertainty:
         sections.append(uncertainty)
     subtitle = (f"{summary['dataset']} ({task}), {summary['members']} member(s), {summary['epochs_run']} of "
