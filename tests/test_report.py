@@ -215,3 +215,14 @@ def test_an_ensemble_report_gives_the_ece_of_the_members_mean_probabilities(tmp_
         probs = torch.softmax(trained.model(data.X_val), dim=-1).mean(0).numpy()
     ece = reliability(probs, np.asarray(data.y_val), bins=15)["ece"]
     assert f"ensemble of 2 (mean of the members&#x27; probabilities), on the {len(probs)} validation rows: ECE {ece:.4f}" in text
+
+
+def test_a_resumed_run_keeps_its_weight_rows_once_per_epoch(tmp_path):
+    from tamenet.api import fit
+
+    recipe = {"data": {"name": "moons", "n_samples": 120}, "model": {"widths": [4]}, "train": {"epochs": 2},
+              "track": {"tensorboard": False, "plots": False}, "seed": 0}
+    fit(recipe, out=tmp_path / "r")
+    fit(resume=tmp_path / "r", overrides=["train.epochs=4"])
+    rows = read_weights(tmp_path / "r")
+    assert [r["epoch"] for r in rows if r["layer"] == 0] == [1, 2, 3, 4]

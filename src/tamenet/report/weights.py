@@ -55,10 +55,11 @@ class WeightRecorder(Listener):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.rows: list[dict] = []
+        self.rows: list[dict] = read_weights(self.path)  # a resumed run keeps the epochs before its checkpoint
 
     def epoch_end(self, trainer, record) -> None:
-        epoch = int(record.rows[0]["epoch"]) if record.rows else len(self.rows)
+        epoch = int(record.epoch)
+        self.rows = [r for r in self.rows if r["epoch"] < epoch]  # rows past a resume point are trained again
         self.rows += [{"epoch": epoch, **row} for row in weight_stats(trainer.model)]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
