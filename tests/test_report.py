@@ -226,3 +226,15 @@ def test_a_resumed_run_keeps_its_weight_rows_once_per_epoch(tmp_path):
     fit(resume=tmp_path / "r", overrides=["train.epochs=4"])
     rows = read_weights(tmp_path / "r")
     assert [r["epoch"] for r in rows if r["layer"] == 0] == [1, 2, 3, 4]
+
+
+def test_l1_leaves_exact_zeros_in_weights_csv_and_l2_does_not(tmp_path):
+    from tamenet.api import fit
+
+    recipe = {"data": {"name": "moons", "n_samples": 200}, "model": {"widths": [16]},
+              "penalty": {"l1": [0.02, 0.0], "l2": [0.0, 0.02]}, "train": {"epochs": 15, "lr": 0.05},
+              "track": {"tensorboard": False, "plots": False}, "seed": 0}
+    fit(recipe, out=tmp_path / "l1l2")
+    last = [r for r in read_weights(tmp_path / "l1l2") if r["epoch"] == 15 and r["layer"] == 0]
+    share = {r["member"]: r["zero_share"] for r in last}
+    assert share[0] > 0.2 and share[1] == 0.0  # L1's proximal step makes exact zeros; L2 only shrinks
