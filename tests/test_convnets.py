@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tamenet.api import fit
 from tamenet.cli import main
 from tamenet.config import ModelConfig, RecipeError
-from tamenet.models import build_model, count_parameters
+from tamenet.models import build_model, count_parameters, export_member
 from tamenet.recipes import load_recipe
 from tamenet.select import cross_validate, make_pool, run_cv, search
 from tamenet.select.splits import kfold
@@ -322,3 +322,34 @@ def test_example_recipes_build_their_models_from_the_data_sets_shape(name, n_in,
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml")
     model = build_model(recipe.model, n_in=n_in, n_out=10, seeds=[0], input_shape=shape)
     assert model.dims == dims and model(torch.randn(3, n_in)).shape == (1, 3, 10)
+
+
+def test_per_block_kernels_and_strides_equal_the_mnist1d_notebooks_torch_network():
+    """kernel_size [5, 3, 3], stride 2, flatten: member m is Conv1d(1,25,5,2,pad 2) -> Conv1d(25,25,3,2,1) x 2 -> Linear(125)
+    (with BatchNorm, as the reference helper writes every block)."""
+    model = _model("cnn", 40, input_shape=[1, 40], channels=[25, 25, 25], kernel_size=[5, 3, 3], stride=2, norm="batch",
+                   pool="none", readout="flatten")
+    assert [(c.kernel_size, c.stride, c.padding) for c in model.convs] == [(5, 2, 2), (3, 2, 1), (3, 2, 1)]
+    assert model.output.in_features == 25 * 5  # 40 -> 20 -> 10 -> 5 positions
+    x = torch.randn(7, 40, dtype=torch.float64)
+    out = model(x)
+    for m in range(2):
+        torch.testing.assert_close(out[m], _reference_cnn(model, x, m, pool="none", readout="flatten", residual=False))
+    residual = _model("cnn", 40, input_shape=[1, 40], channels=[4, 4, 4], kernel_size=[5, 3, 3], stride=[2, 1, 2],
+                      norm="batch", pool="none", readout="flatten", residual=True).eval()
+    for m in range(2):  # exported: a skip only around the stride-1 block, whose shapes agree
+        plain = export_member(residual, m).double().eval()
+        torch.testing.assert_close(plain(x), residual(x)[m])
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"kind": "cnn", "channels": [4, 4], "kernel_size": [3, 3, 3]}, r"kernel_size: expected one number per conv block \(2"),
+    ({"kind": "cnn", "channels": [4, 4], "stride": [1]}, r"stride: expected one number per conv block \(2"),
+    ({"kind": "cnn", "channels": [4, 4], "kernel_size": [3, 4]}, "kernel_size: expected an odd size"),
+    ({"kind": "resnet", "kernel_size": [3, 3]}, "per-block lists are for kind 'cnn'"),
+    ({"kind": "resnet", "stride": 2}, "model.stride: expected 1 for kind 'resnet'"),
+    ({"kind": "cnn", "stride": 0}, r"model.stride: expected a value >= 1"),
+])
+def test_per_block_kernel_and_stride_mistakes_say_what_was_expected(model, message):
+    with pytest.raises(RecipeError, match=message):
+        fit({"model": model, "train": {"epochs": 1}, "track": QUIET})

@@ -19,6 +19,7 @@ from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
 from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
+from .report.weights import WeightRecorder
 from .track import RunDir, atomic_torch_save, atomic_write_text, plot_curves
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
 from .train.events import Listener
@@ -238,6 +239,7 @@ def fit(
     writer = RunWriter(run, data) if run is not None else None
     if writer is not None:
         trainer.events.add(writer, first=True)
+        trainer.events.add(WeightRecorder(run.path))  # weights.csv: per-layer norms and zero shares for the report
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
         run.rows = [r for r in trainer.history]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from . import cli_report
 from .allocator import keep_freed_memory
 from .checkpoints import CheckpointError
 from .config import RecipeError
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--ensemble", type=int, metavar="M",
                        help="train seeds base..base+M-1 as one population and report their averaged prediction")
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    cli_report.add_no_report(train)
 
     for name, text in (("cv", "cross-validate a recipe, all folds trained as one population"),
                        ("search", "grid or Optuna search with cross-validation; the best candidate refit and tested once")):
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="where to train (sets train.device; default: the recipe's, auto = the GPU when PyTorch sees one)")
         sel.add_argument("--out", help="run directory to write (default runs/<name>-<command>-<time>)")
         sel.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+        cli_report.add_no_report(sel)
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's model on its train/validation/test splits")
     evaluate.add_argument("run_dir")
@@ -112,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     datasets = sub.add_parser("datasets", help="list the built-in data sets")
     datasets.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    cli_report.add_parser(sub)
     return parser
 
 
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.append(f"train.device={args.device}")
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
-                "predict": cmd_predict, "datasets": cmd_datasets}
+                "predict": cmd_predict, "datasets": cmd_datasets, "report": cli_report.run}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:
@@ -162,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      overrides=args.overrides if args.resume else None, ensemble=args.ensemble)
     print(summary_text(result.summary))
     print(f"run directory: {result.run_dir}")
+    cli_report.after_job(args, result.run_dir)
     summary = result.summary
     if summary.get("interrupted"):
         print("interrupted: the run directory holds the best weights so far", file=sys.stderr)
@@ -230,6 +235,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         if "refit" in result and result["refit"].get("test"):
             print(f"refit on all training rows: test {metric} {result['refit']['test'][metric]:.4f}")
     print(f"wall time {result['wall_time_s']:.1f} s; run directory: {result['run_dir']}")
+    cli_report.after_job(args, result.get("run_dir"))
     return 0
 
 

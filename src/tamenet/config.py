@@ -83,7 +83,8 @@ class ModelConfig:
     # (default: the data set's own image or signal shape, else [1, F]).
     input_shape: list[int] | None = None
     channels: list[int] = field(default_factory=lambda: [32, 64])  # per conv block (cnn) or stage (resnet)
-    kernel_size: int = field(default=3, metadata=_range(1, None))
+    kernel_size: int | list[int] = field(default=3, metadata=_range(1, None))  # cnn: a list gives one per block
+    stride: int | list[int] = field(default=1, metadata=_range(1, None))  # cnn: per block as kernel_size
     pool: str = field(default="max", metadata=_choices("none", "max", "avg"))  # cnn: 2x pooling after blocks
     pool_every: int = field(default=1, metadata=_range(1, None))
     readout: str = field(default="gap", metadata=_choices("gap", "flatten"))  # cnn: before the dense head
@@ -263,6 +264,8 @@ def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if isinstance(value, (list, tuple)):  # `int | list[int]`: a list takes the list form
+            inner = [a for a in inner if typing.get_origin(a) is list] or inner
         return _coerce(inner[0], value, path, meta)
     if origin is list:
         if not isinstance(value, (list, tuple)):

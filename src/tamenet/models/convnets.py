@@ -78,7 +78,9 @@ class CNN(Population):
         [input dropout] -> view as [C, *S] -> (conv k x k -> norm/activation -> dropout [+ skip] -> [2x pool]) x L
         -> global average pooling or flatten -> (Linear -> activation -> dropout) x H -> Linear
 
-    Convolutions keep the spatial size (stride 1, padding k // 2, k odd). With `residual`, a block
+    Block i's convolution has kernel `kernel_size[i]` (k odd), padding k // 2 and stride `stride[i]`: with
+    stride 1 it keeps the spatial size, with stride s it gives floor((S - 1) / s) + 1 positions (a single
+    number applies to every block). With `residual`, a block
     whose input and output shapes agree adds its input (He et al., "Deep residual learning for image
     recognition", CVPR 2016). Pooling (max or average over 2 positions per axis) follows every
     `pool_every`-th block. A convolution followed by BatchNorm has no bias (BatchNorm's beta replaces it).
@@ -92,7 +94,8 @@ class CNN(Population):
         input_shape: tuple[int, ...],
         channels: list[int],
         seeds: list[int],
-        kernel_size: int = 3,
+        kernel_size: int | list[int] = 3,
+        stride: int | list[int] = 1,
         activation: str = "relu",
         slope: float = 0.01,
         dropout: list[list[float]] | None = None,
@@ -121,10 +124,11 @@ class CNN(Population):
         make_norm = _norm_factory(norm, bn_momentum, norm_eps)
         bias = not (norm == "batch" and norm_position == "before")
         sizes = [input_shape[0], *channels]
+        kernels, strides = per_block(kernel_size, len(channels)), per_block(stride, len(channels))
         self.input_dropout = Dropout(dropout[0], random=self.random, stream=0, mode=dropout_mode)
         self.convs = nn.ModuleList(
-            Conv(members, a, b, kernel_size, dims=self.dims, padding=kernel_size // 2, bias=bias)
-            for a, b in zip(sizes[:-1], sizes[1:])
+            Conv(members, a, b, k, dims=self.dims, stride=s, padding=k // 2, bias=bias)
+            for a, b, k, s in zip(sizes[:-1], sizes[1:], kernels, strides)
         )
         self.norms = nn.ModuleList(make_norm(members, c) for c in channels)
         self.dropouts = nn.ModuleList(
@@ -132,7 +136,8 @@ class CNN(Population):
         )
         self.pooled = [pool != "none" and (i + 1) % pool_every == 0 for i in range(len(channels))]
         spatial = list(input_shape[1:])
-        for block, pooled in enumerate(self.pooled):
+        for block, (conv, pooled) in enumerate(zip(self.convs, self.pooled)):
+            spatial = [conv.output_size(n) for n in spatial]
             if pooled and min(spatial) < 2:
                 raise RecipeError(
                     f"model.pool: block {block + 1} would pool an input of size {spatial} below one position; "
@@ -313,17 +318,34 @@ class ResNet(Population):
         return roles + linear_roles("output", self.output, layer)
 
 
-def _check_conv_keys(cfg: ModelConfig) -> None:
+def per_block(value: int | list[int], blocks: int) -> list[int]:
+    """One number per conv block: a single number repeated, or a list of exactly `blocks` numbers."""
+    return list(value) if isinstance(value, list) else [value] * blocks
+
+
+def _check_conv_keys(cfg: ModelConfig, *, lists: bool) -> None:
     if not cfg.channels or any(c < 1 for c in cfg.channels):
         raise RecipeError(f"model.channels: expected a non-empty list of positive integers, got {cfg.channels}")
-    if cfg.kernel_size % 2 == 0:
+    for key in ("kernel_size", "stride"):
+        value = getattr(cfg, key)
+        if isinstance(value, list) and not lists:
+            raise RecipeError(f"model.{key}: expected one number for kind {cfg.kind!r} (per-block lists are for "
+                              f"kind 'cnn'), got {value}")
+        if isinstance(value, list) and len(value) != len(cfg.channels):
+            raise RecipeError(f"model.{key}: expected one number per conv block ({len(cfg.channels)}, as "
+                              f"model.channels), got {len(value)}: {value}")
+    if cfg.kind == "resnet" and cfg.stride != 1:
+        raise RecipeError(f"model.stride: expected 1 for kind 'resnet' (its stages set their own strides), "
+                          f"got {cfg.stride}")
+    even = [k for k in per_block(cfg.kernel_size, len(cfg.channels)) if k % 2 == 0]
+    if even:
         raise RecipeError(
             f"model.kernel_size: expected an odd size (padding k // 2 keeps the positions), got {cfg.kernel_size}"
         )
 
 
 def build_cnn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> CNN:
-    _check_conv_keys(cfg)
+    _check_conv_keys(cfg, lists=True)
     if any(w < 1 for w in cfg.head_widths):
         raise RecipeError(f"model.head_widths: expected positive integers, got {cfg.head_widths}")
     return CNN(
@@ -332,6 +354,7 @@ def build_cnn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> C
         input_shape=check_input_shape(cfg.input_shape, n_in),
         channels=cfg.channels,
         kernel_size=cfg.kernel_size,
+        stride=cfg.stride,
         **common_model_args(cfg, seeds),
         norm_position=cfg.norm_position,
         residual=cfg.residual,
@@ -344,7 +367,7 @@ def build_cnn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> C
 
 
 def build_resnet(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> ResNet:
-    _check_conv_keys(cfg)
+    _check_conv_keys(cfg, lists=False)
     return ResNet(
         n_in,
         n_out,

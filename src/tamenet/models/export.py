@@ -375,7 +375,7 @@ def export_cnn(model: CNN, m: int) -> list[nn.Module]:
             body.append(norm)
         body += plain_dropout(model.dropouts[i], m)
         # stride 1 and padding k // 2 keep the positions: the shapes agree when the channels do
-        if model.residual and conv.in_channels == conv.out_channels:
+        if model.residual and conv.in_channels == conv.out_channels and conv.stride == 1:
             layers.append(Residual(_sequence(body), scale=model.residual_scale))
         else:
             layers += body
