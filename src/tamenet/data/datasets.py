@@ -39,6 +39,10 @@ class Dataset:
     image_shape: tuple[int, ...] | None  # e.g. (1, 8, 8) for digits, (1, 40) for mnist1d
     description: str
     split: np.ndarray | None = None  # each row's part ("train", "val", "test") when the file assigns them
+    groups: np.ndarray | None = None  # each row's group (data.groups): a group never spans two parts of a split
+    raw: Any = None  # the rows before featurization: a TextCorpus (strings) or AudioClips (waveforms)
+    # text: rows -> the Dataset featurized over a vocabulary of those (training) rows only, else None
+    featurize: Callable[[np.ndarray], "Dataset"] | None = None
 
     @property
     def n_classes(self) -> int | None:
@@ -236,6 +240,9 @@ DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
 FILE_LOADERS: dict[str, str] = {
     "csv": "a CSV table with a header row; data.target names the target column (data.split: a train/val/test column)",
     "npz": "a NumPy .npz archive with arrays X and y (data.split: an array of train/val/test marks)",
+    "text": "a TSV/CSV file of strings: data.text names the text column, data.target the label (data.groups)",
+    "sentiment": "a folder of sentence<TAB>label .txt files (Sentiment Labelled Sentences; data.groups: source)",
+    "audio": "a folder of WAV files, label from the file name (data.pattern) or sub-folder (data.label: folder)",
 }
 """Names that read a user's file from ``data.path``."""
 
@@ -264,6 +271,9 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "spirals": ("n_samples", "noise"),
     "csv": ("path", "target", "split"),
     "npz": ("path", "split"),
+    "text": ("path", "text", "target", "groups"),
+    "sentiment": ("path", "groups"),
+    "audio": ("path", "groups", "label", "pattern", "rate", "seconds"),
 }
 
 
@@ -287,6 +297,10 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raw = read_csv(_path(cfg), target=cfg.target, split=cfg.split)
     elif name == "npz":
         raw = read_npz(_path(cfg), split=cfg.split)
+    elif name in ("text", "sentiment", "audio"):
+        from .modal import load_modal  # imported on use: text and audio readers
+
+        return load_modal(cfg, _path(cfg))
     else:
         data = DATASETS[name](cfg)
         if cfg.task not in ("auto", data.task):
@@ -308,7 +322,8 @@ def _from_file(raw: FileArrays, cfg: DataConfig) -> Dataset:
 
 def _check_options(cfg: DataConfig) -> None:
     reads = _OPTIONS.get(cfg.name, ())
-    for option in ("path", "target", "split", "n_samples", "noise"):
+    for option in ("path", "target", "split", "n_samples", "noise", "groups", "text", "label", "pattern", "rate",
+                   "seconds"):
         if getattr(cfg, option) is not None and option not in reads:
             users = [n for n, opts in _OPTIONS.items() if option in opts]
             raise ValueError(
