@@ -238,3 +238,76 @@ def dominant_frequency(x: torch.Tensor, rate: float) -> torch.Tensor:
     left, mid, right = (torch.gather(lg, 1, (k + s).unsqueeze(1)).squeeze(1) for s in (-1, 0, 1))
     delta = 0.5 * (left - right) / (left - 2 * mid + right)
     return (k.to(x.dtype) + delta) * rate / x.shape[1]
+
+
+# --- a recipe's audio augmentation, batched --------------------------------------------------------------------
+
+AUDIO_OPS: dict[str, str] = {
+    "trim": "cut up to this share of the length (at the start, the end or the middle: trim_mode)",
+    "fragment": "stretch a quarter-length fragment by a factor in [1 - s, 1 + s], pitch kept",
+    "stretch": "stretch the whole recording by a factor in [1 - s, 1 + s], pitch kept (cut or padded back)",
+    "pitch": "shift the pitch by up to s semitones either way, length kept",
+    "warp": "move the centre of a frequency band (random centre, width 2 s) by up to s Hz either way",
+    "background": "mix in a background recording at this SNR in dB (0: off)",
+    "noise": "add white Gaussian noise at this SNR in dB (0: off)",
+}
+"""Audio operations by recipe name, in the order they are applied; each fires on a row with probability p."""
+
+UNIFORMS = 16
+"""Random numbers drawn per row for one batch (two per operation, the rest spare)."""
+
+
+def _fits(y: torch.Tensor, length: int) -> torch.Tensor:
+    return y[:, :length] if y.shape[1] >= length else torch.nn.functional.pad(y, (0, length - y.shape[1]))
+
+
+def augment_waves(x: torch.Tensor, strengths: dict[str, torch.Tensor], u: torch.Tensor, *, rate: float,
+                  p: torch.Tensor, trim_mode: str = "any", noise: torch.Tensor | None = None,
+                  bank: torch.Tensor | None = None, active: tuple[str, ...] | None = None) -> torch.Tensor:
+    """Waveforms x [N, L] through the operations in `AUDIO_OPS` order, row i with strengths[name][i] and firing
+    when u[i, 2 j] < p[i] (operation j); u [N, UNIFORMS] in [0, 1) decides every random choice, so the output is a
+    pure function of its inputs. A row on which an operation does not fire keeps its waveform exactly.
+    `active`: the operations to compute (default: those with a non-zero strength for some row, read once here);
+    `noise` [N, L]: N(0, 1) draws for ``noise``; `bank` [R, Lb]: background recordings for ``background``."""
+    x = _check_waves(x, "augment_waves")
+    unknown = [k for k in strengths if k not in AUDIO_OPS]
+    if unknown:
+        raise ValueError(f"unknown audio augmentation '{unknown[0]}' (valid: {', '.join(AUDIO_OPS)})")
+    if trim_mode not in (*TRIM_MODES, "any"):
+        raise ValueError(f"audio trim_mode: unknown value '{trim_mode}' (valid: any, {', '.join(TRIM_MODES)})")
+    n, length = x.shape
+    if active is None:
+        active = tuple(k for k, v in strengths.items() if bool((v > 0).any()))
+    for j, name in enumerate(AUDIO_OPS):
+        if name not in active:
+            continue
+        s = strengths[name].to(x.dtype)
+        fire = (u[:, 2 * j] < p) & (s > 0)
+        v = u[:, 2 * j + 1].to(x.dtype)
+        if name == "trim":
+            if trim_mode == "any":
+                mode_of = (u[:, 14] * 3).long().clamp(max=2)
+                cuts = [trim(x, s * v, mode=m, position=u[:, 15]) for m in TRIM_MODES]
+                y = torch.where((mode_of == 0).unsqueeze(1), cuts[0], torch.where((mode_of == 1).unsqueeze(1), cuts[1], cuts[2]))
+            else:
+                y = trim(x, s * v, mode=trim_mode, position=u[:, 15])
+        elif name == "fragment":
+            y = stretch_fragment(x, 0.75 * u[:, 15].to(x.dtype), 0.25, 1 + s * (2 * v - 1))
+        elif name == "stretch":
+            y = _fits(time_stretch(x, 1 + s * (2 * v - 1))[0], length)
+        elif name == "pitch":
+            y = pitch_shift(x, s * (2 * v - 1))
+        elif name == "warp":
+            centre = 2 * s + (rate / 2 - 4 * s).clamp(min=0) * u[:, 14].to(x.dtype)
+            y = warp_band(x, centre, (2 * s).clamp(min=1.0), s * (2 * v - 1), rate=rate)
+        elif name == "background":
+            if bank is None:
+                raise ValueError("audio background: needs background recordings (background_path), got none")
+            index = (u[:, 14] * bank.shape[0]).long().clamp(max=bank.shape[0] - 1)
+            y = add_noise(x, s, background(bank.to(x.device, x.dtype), index, u[:, 15].to(x.dtype), length))
+        else:
+            if noise is None:
+                raise ValueError("audio noise: needs the N(0, 1) draws (noise=...), got none")
+            y = add_noise(x, s, noise.to(x.dtype))
+        x = torch.where(fire.unsqueeze(1), y, x)
+    return x
