@@ -63,9 +63,9 @@ def istft(spec: torch.Tensor, length: int, n_fft: int = N_FFT) -> torch.Tensor:
 def vocode(spec: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Phase vocoder: the spectrogram read at fractional frame `positions` [N, K] (frames of `spec` [N, F, T]).
 
-    Magnitude: linear interpolation between frames floor(p) and floor(p) + 1. Phase: frame 0's phase plus the
-    running sum of each bin's phase advance between the two frames read, so a steady partial keeps its
-    frequency whatever the reading rate. Positions past the last frame give silence.
+    Magnitude: linear interpolation between frames lo = floor(p) and lo + 1. Phase: frame lo's phase plus
+    (k - lo) times the bin's phase advance from lo to lo + 1, so a steady partial keeps its frequency whatever
+    the reading rate. Positions past the last frame give silence.
     """
     n, f, t = spec.shape
     k = positions.shape[1]
@@ -78,7 +78,12 @@ def vocode(spec: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     b = torch.gather(spec, 2, hi.unsqueeze(1).expand(n, f, k))
     magnitude = (1 - frac) * a.abs() + frac * b.abs()
     advance = torch.angle(b) - torch.angle(a)
-    phase = torch.angle(spec[:, :, :1]) + torch.cumsum(advance, dim=2) - advance
+    # Output frame k takes the phase of the frame it reads, advanced by (k - lo) hops at that bin's measured rate:
+    # consecutive output frames then differ by one hop's advance (horizontal coherence), and the bins keep the
+    # relative phases of the frame read (vertical coherence). A running sum from frame 0 would instead keep frame
+    # 0's pattern, which a centred STFT fills with reflected padding (a steady tone then cancels itself).
+    k_minus_lo = (torch.arange(k, device=spec.device).unsqueeze(0) - lo).unsqueeze(1).to(advance.dtype)
+    phase = torch.angle(a) + k_minus_lo * advance
     magnitude = magnitude * valid.unsqueeze(1).to(magnitude.dtype)
     return torch.polar(magnitude, phase)
 

@@ -158,11 +158,11 @@ class LogMel(nn.Module):
 
     @torch.no_grad()
     def fit_standardizer(self, waves: torch.Tensor) -> "LogMel":
-        """Per-feature mean and std (population std; 1 where it is 0) of these (training) waveforms' features."""
+        """Per-feature mean and std (population std; 1 where it is below 1e-3: a constant feature) of these (training) waveforms' features."""
         self.mean = torch.zeros(0, device=waves.device)
         feats = torch.cat([self.spectrogram(chunk).flatten(-2) for chunk in waves.split(512)])
         std = feats.std(dim=0, unbiased=False)
-        self.mean, self.std = feats.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std))
+        self.mean, self.std = feats.mean(dim=0), torch.where(std > 1e-3, std, torch.ones_like(std))
         return self
 
 
