@@ -134,11 +134,12 @@ class _FakeTrainer:
 
 def test_a_member_augments_as_it_would_alone():
     x = tones(440, 300, 500, seconds=0.25).float()
-    strengths = {"p": [0.8, 0.8], "pitch": [2.0, 0.0], "trim": [0.2, 0.1], "noise": [10.0, 30.0]}
+    strengths = {"p": [0.8, 0.8, 0.0], "pitch": [2.0, 0.0, 2.0], "trim": [0.2, 0.1, 0.0], "noise": [10.0, 30.0, 5.0]}
     pair = AudioAugmentBatch(strengths, rate=RATE)
-    both = _FakeTrainer([3, 5])
+    both = _FakeTrainer([3, 5, 7])
     assert pair.begin_epoch(both)
     out = pair(both, x)
+    assert torch.equal(out[2], x)  # p = 0: this member's rows are the originals
     alone = AudioAugmentBatch({k: [v[1]] for k, v in strengths.items()}, rate=RATE)
     single = _FakeTrainer([5])
     alone.begin_epoch(single)

@@ -74,16 +74,17 @@ def vocode(spec: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     lo = pos.floor().long().clamp(max=max(t - 2, 0))
     frac = (pos - lo.to(pos.dtype)).clamp(0, 1).unsqueeze(1)
     hi = (lo + 1).clamp(max=t - 1)
-    a = torch.gather(spec, 2, lo.unsqueeze(1).expand(n, f, k))
-    b = torch.gather(spec, 2, hi.unsqueeze(1).expand(n, f, k))
-    magnitude = (1 - frac) * a.abs() + frac * b.abs()
-    advance = torch.angle(b) - torch.angle(a)
+    mag, ang = spec.abs(), torch.angle(spec)  # once per input frame; the reads below are real gathers
+    at_lo, at_hi = lo.unsqueeze(1).expand(n, f, k), hi.unsqueeze(1).expand(n, f, k)
+    magnitude = (1 - frac) * torch.gather(mag, 2, at_lo) + frac * torch.gather(mag, 2, at_hi)
+    phase_lo = torch.gather(ang, 2, at_lo)
+    advance = torch.gather(ang, 2, at_hi) - phase_lo
     # Output frame k takes the phase of the frame it reads, advanced by (k - lo) hops at that bin's measured rate:
     # consecutive output frames then differ by one hop's advance (horizontal coherence), and the bins keep the
     # relative phases of the frame read (vertical coherence). A running sum from frame 0 would instead keep frame
     # 0's pattern, which a centred STFT fills with reflected padding (a steady tone then cancels itself).
     k_minus_lo = (torch.arange(k, device=spec.device).unsqueeze(0) - lo).unsqueeze(1).to(advance.dtype)
-    phase = torch.angle(a) + k_minus_lo * advance
+    phase = phase_lo + k_minus_lo * advance
     magnitude = magnitude * valid.unsqueeze(1).to(magnitude.dtype)
     return torch.polar(magnitude, phase)
 

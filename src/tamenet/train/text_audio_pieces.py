@@ -113,7 +113,12 @@ class AudioAugmentBatch:
         device = trainer.device if hasattr(trainer, "device") else torch.device("cpu")
         self._now = {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in values.items()}
         self._active = tuple(k for k in AUDIO_OPS if k in values and any(s > 0 for s in values[k]))
-        return bool(self._active) and any(p > 0 for p in values.get("p", [0.5]))
+        p = values.get("p", [0.5] * trainer.members)
+        # the members that augment at all: the others' rows are not computed (decided here, on the host)
+        self._members = [m for m in range(trainer.members)
+                         if p[m] > 0 and any(values[k][m] > 0 for k in self._active)]
+        self._index = torch.tensor(self._members, dtype=torch.long, device=device)
+        return bool(self._members)
 
     def __call__(self, trainer, x: torch.Tensor) -> torch.Tensor:
         members = trainer.members
@@ -122,16 +127,26 @@ class AudioAugmentBatch:
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(members, *x.shape)
         _, b, length = x.shape
+        every = len(self._members) == members
+        index = self._index.to(x.device)
         random = trainer.model.random
-        u = random.uniform(AUDIO_STREAM, (b, UNIFORMS), device=x.device).reshape(members * b, UNIFORMS)
-        noise = None
-        if "noise" in self._active:
-            noise = random.normal(AUDIO_STREAM + 1, (b, length), device=x.device).reshape(members * b, length)
-        per_row = {k: v.repeat_interleave(b) for k, v in self._now.items() if k != "p"}
-        p = self._now["p"].repeat_interleave(b) if "p" in self._now else torch.full((members * b,), 0.5, device=x.device)
-        out = augment_waves(x.reshape(members * b, length), per_row, u, rate=self.rate, p=p, trim_mode=self.trim_mode,
-                            noise=noise, bank=self.bank, active=self._active)
-        return out.view(members, b, length)
+        u = random.uniform(AUDIO_STREAM, (b, UNIFORMS), device=x.device)
+        noise = random.normal(AUDIO_STREAM + 1, (b, length), device=x.device) if "noise" in self._active else None
+        if not every:  # each member still draws what it would alone; only the augmenting members' rows are computed
+            u, noise = u[index], None if noise is None else noise[index]
+        m = len(self._members)
+        now = self._now if every else {k: v[index] for k, v in self._now.items()}
+        per_row = {k: v.repeat_interleave(b) for k, v in now.items() if k != "p"}
+        p = now["p"].repeat_interleave(b) if "p" in now else torch.full((m * b,), 0.5, device=x.device)
+        rows = x if every else x[index]
+        out = augment_waves(rows.reshape(m * b, length), per_row, u.reshape(m * b, UNIFORMS), rate=self.rate, p=p,
+                            trim_mode=self.trim_mode, noise=None if noise is None else noise.reshape(m * b, length),
+                            bank=self.bank, active=self._active).view(m, b, length)
+        if every:
+            return out
+        full = x.clone()
+        full[index] = out
+        return full
 
     def keep_members_(self, index: torch.Tensor) -> None:
         keep = index.tolist()
