@@ -171,3 +171,11 @@ def test_log_mel_of_a_tone_peaks_in_the_band_of_its_frequency():
     front.fit_standardizer(tones(440, 1000, 2000).float())
     feats = front(tones(440, 1000, 2000).float())
     assert torch.allclose(feats.mean(dim=0), torch.zeros(feats.shape[1]), atol=1e-3)
+
+
+def test_preview_audio_gives_the_original_and_augmented_spectrograms():
+    x = tones(440, 1000, seconds=0.25).float()
+    out = A.preview_audio(x, RATE, {"p": 1.0, "pitch": 4.0}, copies=2)
+    assert out.shape[:3] == (2, 3, 32)
+    assert (out[:, 0] == LogMel(RATE).spectrogram(x).numpy()).all()
+    assert not (out[:, 1] == out[:, 0]).all()

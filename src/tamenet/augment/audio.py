@@ -317,3 +317,35 @@ def augment_waves(x: torch.Tensor, strengths: dict[str, torch.Tensor], u: torch.
             y = add_noise(x, s, noise.to(x.dtype))
         x = torch.where(fire.unsqueeze(1), y, x)
     return x
+
+
+def preview_audio(waves, rate: int, strengths=None, *, copies: int = 3, seed: int = 0, trim_mode: str = "any",
+                  bank: torch.Tensor | None = None, n_fft: int = 256, n_mels: int = 32):
+    """For `tamenet preview`: float32 log-mel spectrograms [N, 1 + copies, n_mels, frames] of each waveform
+    (index 0) and `copies` augmented versions of it (steps 0..copies-1 of a member seeded `seed`).
+
+    `strengths`: op (and ``p``) -> one number, or an `AudioAugmentConfig` (its first member's numbers)."""
+    import numpy as np
+
+    from ..data.audio import LogMel
+    from ..nn import MemberRandom
+
+    x = torch.as_tensor(np.asarray(waves), dtype=torch.float32)
+    x = _check_waves(x.unsqueeze(0) if x.dim() == 1 else x, "preview_audio")
+    if strengths is not None and not isinstance(strengths, dict):
+        trim_mode = getattr(strengths, "trim_mode", trim_mode)
+        strengths = {k: getattr(strengths, k) for k in ("p", *AUDIO_OPS)}
+    values = {k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in (strengths or {}).items()}
+    n, length = x.shape
+    p = torch.full((n,), float(values.pop("p", 0.5)))
+    per_row = {k: torch.full((n,), float(v)) for k, v in values.items()}
+    front = LogMel(rate, n_fft=n_fft, n_mels=n_mels)
+    random = MemberRandom([seed])
+    versions = [front.spectrogram(x)]
+    for step in range(copies):
+        random.step = step
+        u = random.uniform(7_200, (n, UNIFORMS))[0]
+        noise = random.normal(7_201, (n, length))[0]
+        versions.append(front.spectrogram(augment_waves(x, per_row, u, rate=rate, p=p, trim_mode=trim_mode,
+                                                        noise=noise, bank=bank)))
+    return torch.stack(versions, dim=1).numpy()

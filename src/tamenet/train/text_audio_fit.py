@@ -24,7 +24,7 @@ from ..augment.config_text_audio import (AUDIO_STRENGTHS, TEXT_STRENGTHS, AudioA
                                          augment_population_size, member_strengths, parse_audio_augment,
                                          parse_text_augment)
 from ..config import Recipe, population_size
-from ..data import SplitData, prepare
+from ..data import SplitData
 from ..data.datasets import fingerprint
 from ..data.splits import assign_rows
 from ..data.text import Vocabulary
@@ -60,11 +60,12 @@ def _check_modality(recipe: Recipe, text: Any, audio: Any) -> None:
 
 def fit_augmented(recipe: Any = None, *, text: TextAugmentConfig | dict | None = None,
                   audio: AudioAugmentConfig | dict | None = None, overrides: list[str] | None = None,
-                  translator: Any = None, synonyms: Any = None,
+                  translator: Any = None, synonyms: Any = None, train_per_class: int | None = None,
                   callbacks: list[Callable] | None = None):
     """Train the recipe's population on text or audio data with the given augmentation; a `tamenet.api.TrainResult`
     (no run directory). `translator` is the back-translation paraphraser (`tamenet.augment.text.BackTranslator`
-    or any ``str -> str``); `synonyms` a word -> synonyms map replacing the built-in one."""
+    or any ``str -> str``); `synonyms` a word -> synonyms map replacing the built-in one; `train_per_class`
+    keeps at most that many training rows of each class (drawn with ``data.seed``; validation and test rows stay)."""
     from ..api import TrainResult, summarize
     from ..recipes import load_recipe
 
@@ -74,11 +75,12 @@ def fit_augmented(recipe: Any = None, *, text: TextAugmentConfig | dict | None =
     if recipe.data.name in AUDIO_DATA:
         cfg = parse_audio_augment(audio if audio is not None else {})
         recipe = _population(recipe, cfg)
-        trainer, split = _audio_trainer(recipe, cfg, callbacks)
+        trainer, split = _audio_trainer(recipe, cfg, callbacks, train_per_class)
     elif recipe.data.name in TEXT_DATA:
         cfg = parse_text_augment(text if text is not None else {})
         recipe = _population(recipe, cfg)
-        trainer, split = _text_trainer(recipe, cfg, callbacks, translator=translator, synonyms=synonyms)
+        trainer, split = _text_trainer(recipe, cfg, callbacks, translator=translator, synonyms=synonyms,
+                                       train_per_class=train_per_class)
     else:
         raise ValueError(f"fit_augmented: expected text or audio data (data.name: {', '.join(TEXT_DATA + AUDIO_DATA)}), "
                          f"got '{recipe.data.name}'")
@@ -87,16 +89,48 @@ def fit_augmented(recipe: Any = None, *, text: TextAugmentConfig | dict | None =
     return TrainResult(trainer.model, recipe, split, trainer.history, summary, None)
 
 
-def _text_trainer(recipe: Recipe, cfg: TextAugmentConfig, callbacks, *, translator, synonyms):
+def _fewer(parts, y: np.ndarray, per_class: int | None, seed: int):
+    """The RowSplit with at most `per_class` training rows of each class (a seeded draw), else unchanged."""
+    if per_class is None:
+        return parts
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"train_per_class: expected a positive integer, got {per_class!r}")
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(parts.train[y[parts.train] == c])[:per_class] for c in np.unique(y[parts.train])]
+    return dataclasses.replace(parts, train=np.sort(np.concatenate(keep)))
+
+
+def _split_data(data, parts, X: np.ndarray, *, standardize: bool, fingerprint_of: np.ndarray) -> SplitData:
+    """SplitData of features X (a row per data set row) on the parts, scaled on the training rows when asked."""
+    from ..data.scaling import Standardizer
+
+    scaler = Standardizer.fit(X[parts.train]) if standardize else None
+    y = torch.from_numpy(np.ascontiguousarray(data.y, dtype=np.int64))
+
+    def part(idx):
+        rows = X[idx] if scaler is None else scaler.transform(X[idx])
+        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)), y[torch.from_numpy(idx)]
+
+    (xtr, ytr), (xv, yv), (xte, yte) = part(parts.train), part(parts.val), part(parts.test)
+    return SplitData(name=data.name, task=data.task, X_train=xtr, y_train=ytr, X_val=xv, y_val=yv, X_test=xte,
+                     y_test=yte, n_features=X.shape[1], n_outputs=len(data.classes), classes=data.classes,
+                     feature_names=tuple(data.feature_names) if len(data.feature_names) == X.shape[1]
+                     else tuple(f"x{i}" for i in range(X.shape[1])),
+                     image_shape=None, scaler=scaler, target_scaler=None,
+                     fingerprint=fingerprint(fingerprint_of, data.y), rows=parts)
+
+
+def _text_trainer(recipe: Recipe, cfg: TextAugmentConfig, callbacks, *, translator, synonyms, train_per_class=None):
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
-    split = prepare(recipe.data)  # features over the training rows' vocabulary, standardized on them
     raw, parts = assign_rows(recipe.data)
+    parts = _fewer(parts, raw.y, train_per_class, recipe.data.seed)
     corpus = raw.raw
-    vocabulary = Vocabulary.fit([corpus.texts[i] for i in parts.train])
+    vocabulary = Vocabulary.fit([corpus.texts[i] for i in parts.train])  # the training rows' words only
     index = vocabulary.index
-    if len(vocabulary) - 2 != split.n_features:
-        raise RuntimeError("text: the vocabulary rebuilt from the training rows differs from the split's")
+    featured = raw.featurize(parts.train)
+    split = _split_data(featured, parts, featured.X, standardize=recipe.data.standardize,
+                        fingerprint_of=np.asarray(corpus.texts))
 
     def featurize(texts):
         bag = vocabulary.bag_of_words(texts, index)
@@ -135,32 +169,22 @@ def read_synonyms(path: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def audio_split(recipe: Recipe):
+def audio_split(recipe: Recipe, train_per_class: int | None = None):
     """(SplitData of waveforms, the loaded Dataset, its RowSplit): rows are raw waveforms, not standardized."""
     data, parts = assign_rows(recipe.data)
+    parts = _fewer(parts, data.y, train_per_class, recipe.data.seed)
     clips = data.raw
-    waves = torch.from_numpy(np.ascontiguousarray(clips.waves, dtype=np.float32))
-    y = torch.from_numpy(np.ascontiguousarray(data.y, dtype=np.int64))
-
-    def part(idx):
-        idx = torch.from_numpy(idx)
-        return waves[idx], y[idx]
-
-    (xtr, ytr), (xv, yv), (xte, yte) = part(parts.train), part(parts.val), part(parts.test)
-    split = SplitData(name=data.name, task=data.task, X_train=xtr, y_train=ytr, X_val=xv, y_val=yv, X_test=xte,
-                      y_test=yte, n_features=waves.shape[1], n_outputs=len(data.classes), classes=data.classes,
-                      feature_names=tuple(f"t{i}" for i in range(waves.shape[1])), image_shape=None, scaler=None,
-                      target_scaler=None, fingerprint=fingerprint(clips.waves, data.y), rows=parts)
+    split = _split_data(data, parts, clips.waves, standardize=False, fingerprint_of=clips.waves)
     return split, data, parts
 
 
-def _audio_trainer(recipe: Recipe, cfg: AudioAugmentConfig, callbacks):
+def _audio_trainer(recipe: Recipe, cfg: AudioAugmentConfig, callbacks, train_per_class=None):
     from ..data.audio import read_audio_folder, read_wav
     from ..data.modal import audio_front_end
 
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
-    split, data, parts = audio_split(recipe)
+    split, data, parts = audio_split(recipe, train_per_class)
     front = audio_front_end(data, parts.train)
     n_in = int(front(split.X_train[:1]).shape[-1])
     body = build_model(recipe.model, n_in=n_in, n_out=split.n_outputs, seeds=seeds, input_shape=data.image_shape)
