@@ -47,9 +47,14 @@ _GROUPS = (
     "highly greatly", "pretty fairly rather", "quite rather fairly", "just merely simply",
 )
 
-SYNONYMS: dict[str, tuple[str, ...]] = {}
-for _group in _GROUPS:
-    _head, *_rest = _group.split()
-    SYNONYMS.setdefault(_head, tuple(_rest))
-del _group, _head, _rest
+
+def _map(groups: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for group in groups:
+        head, *rest = group.split()
+        out.setdefault(head, tuple(rest))
+    return out
+
+
+SYNONYMS: dict[str, tuple[str, ...]] = _map(_GROUPS)
 """word -> its synonyms (the first word of each group maps to the others)."""
