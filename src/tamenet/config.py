@@ -52,6 +52,14 @@ class DataConfig:
     seed: int = 0  # the split's seed, apart from the models' seeds
     n_samples: int | None = field(default=None, metadata=_range(10, None))  # moons, spirals, mnist1d
     noise: float | None = field(default=None, metadata=_range(0.0, None))  # moons, spirals
+    # rows of one group (a speaker, a source) stay on one side of every split: csv/text a column; audio a
+    # file-name field such as "speaker" or "folder"; sentiment "source" (the file)
+    groups: str | None = None
+    text: str | None = None  # text: the column of strings
+    label: str | None = field(default=None, metadata=_choices("name", "folder"))  # audio: label from
+    pattern: str | None = None  # audio: file-name pattern, default "{label}_{speaker}_{index}"
+    rate: int | None = field(default=None, metadata=_range(1, None))  # audio: resample to this rate (Hz)
+    seconds: float | None = field(default=None, metadata=_range(0.0, None, open_low=True))  # audio: clip length
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,12 @@ def assign_rows(cfg: DataConfig, *, X: Any = None, y: Any = None, X_val: Any = N
 
 
 def _by_shares(data: Dataset, cfg: DataConfig) -> RowSplit:
+    if data.groups is not None:  # whole groups (speakers, sources) to each part
+        from .groups import group_split_indices
+
+        train, val, test = group_split_indices(data.groups, val=cfg.val, test=cfg.test, seed=cfg.seed)
+        shares = {"val": cfg.val, "test": cfg.test, "seed": cfg.seed, "groups": cfg.groups}
+        return RowSplit(train, val, test, source="shares", shares=shares)
     train, val, test = split_indices(data.y, data.task, val=cfg.val, test=cfg.test, seed=cfg.seed,
                                      stratify=cfg.stratify, classes=data.classes)
     shares = {"val": cfg.val, "test": cfg.test, "seed": cfg.seed, "stratify": cfg.stratify}
@@ -296,6 +302,8 @@ def prepare(cfg: DataConfig, *, X: Any = None, y: Any = None, X_val: Any = None,
         raise TypeError(f"prepare: expected a DataConfig, got {type(cfg).__name__}")
     data, parts = assign_rows(cfg, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)
     train, val, test = parts.train, parts.val, parts.test
+    if data.featurize is not None:  # text: features over the vocabulary of the training rows only
+        data = data.featurize(train)
     scaler = Standardizer.fit(data.X[train]) if cfg.standardize else None
     regression = data.task == "regression"
     target_scaler = Standardizer.fit(data.y[train]) if cfg.standardize and regression else None

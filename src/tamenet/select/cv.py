@@ -44,10 +44,12 @@ class Pool:
     name: str
     test_rows: int
     image_shape: tuple[int, ...] | None = None  # a row's shape as a signal or image, for convolutional models
+    groups: np.ndarray | None = None  # each row's group (data.groups): folds keep whole groups together
 
     def subset(self, rows: np.ndarray) -> "Pool":
         """The pool of these rows only (an outer fold's training rows in nested cross-validation), all else kept."""
-        return dataclasses.replace(self, X=self.X[rows], y=self.y[rows])
+        groups = None if self.groups is None else self.groups[rows]
+        return dataclasses.replace(self, X=self.X[rows], y=self.y[rows], groups=groups)
 
 
 def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
@@ -58,8 +60,11 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
     """
     data, parts = assign_rows(recipe.data, X=X, y=y)
     rows = np.sort(np.concatenate([parts.train, parts.val]))
+    if data.featurize is not None:  # text: the vocabulary of the pool's rows (never the test rows')
+        data = data.featurize(rows)
     n_out = len(data.classes) if data.task == "classification" else 1
-    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(parts.test), data.image_shape)
+    groups = None if data.groups is None else data.groups[rows]
+    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(parts.test), data.image_shape, groups)
 
 
 def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_split
     pool = make_pool(recipe)
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
-                           stratify=stratify, p=p, max_splits=max_splits)
+                           stratify=stratify, p=p, max_splits=max_splits, groups=pool.groups)
     run_dir = RunDir(out, tensorboard=False) if out is not None else None
     if run_dir is not None:
         run_dir.write_recipe(to_dict(recipe))
@@ -134,7 +134,7 @@ def _nested(recipe: Recipe, pool: Pool, outer_k: int, choose, keys: list[str], *
     for i, (train, held) in enumerate(outer):
         inner = pool.subset(train)
         inner_folds = make_folds(scheme, inner.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
-                                 stratify=stratify, p=p, max_splits=max_splits)
+                                 stratify=stratify, p=p, max_splits=max_splits, groups=inner.groups)
         rows, _ = choose(inner, inner_folds)
         best = rows[best_index(rows, metric)]
         final = run_cv(candidate_recipe(recipe, best, keys), pool, [(train, held)], stop_share=stop_share,

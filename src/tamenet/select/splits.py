@@ -123,8 +123,13 @@ SCHEMES = {
     "lpo": lambda y, o: leave_p_out(y, p=o["p"], max_splits=o["max_splits"]),
     "loo": lambda y, o: leave_p_out(y, p=1, max_splits=o["max_splits"]),
     "holdout": lambda y, o: holdout(y, val=o["val"], seed=o["seed"], stratify=o["stratify"]),
+    "logo": lambda y, o: _needs_groups("logo"),
 }
 """Scheme name -> folds(y, options with folds, seed, val, stratify, p, max_splits)."""
+
+
+def _needs_groups(scheme: str) -> list[Fold]:
+    raise ValueError(f"validation scheme '{scheme}' (leave one group out) needs data.groups; none is set")
 
 
 def make_folds(
@@ -137,7 +142,13 @@ def make_folds(
     stratify: bool = False,
     p: int = 2,
     max_splits: int = MAX_SPLITS,
+    groups: np.ndarray | None = None,
 ) -> list[Fold]:
-    """The folds of a named scheme over the rows of `y`."""
+    """The folds of a named scheme over the rows of `y`; with `groups`, each group wholly on one side
+    (`tamenet.data.groups.group_folds`)."""
+    if groups is not None:
+        from ..data.groups import group_folds
+
+        return group_folds(scheme, np.asarray(y), groups, folds=folds, seed=seed, val=val)
     options = {"folds": folds, "seed": seed, "val": val, "stratify": stratify, "p": p, "max_splits": max_splits}
     return lookup(SCHEMES, scheme, "validation scheme")(np.asarray(y), options)
