@@ -201,6 +201,35 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """Unstructured pruning during training (H1): each member's masks at its own `sparsity` (a share in [0, 1)).
+
+    `start_epoch` 0 prunes the initialization; later, the weights trained so far. With `end_epoch`, the
+    sparsity rises along Zhu & Gupta's cubic schedule from 0 at `start_epoch` to the target at `end_epoch`
+    (one new mask per epoch); without it, the whole target at once. Pruned weights stay exactly zero.
+    """
+
+    sparsity: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="prune_sparsity"))
+    method: str = field(default="magnitude", metadata=_choices("magnitude", "random"))
+    scope: str = field(default="layer", metadata=_choices("layer", "global"))  # global: one ranking per member
+    start_epoch: int = field(default=0, metadata=_range(0, None))
+    end_epoch: int | None = field(default=None, metadata=_range(1, None))
+    layers: list[str] | None = None  # weight layers by name (`param_roles()`); None: every weight layer
+
+    def __post_init__(self) -> None:
+        values = self.sparsity if isinstance(self.sparsity, list) else [self.sparsity]
+        if any(isinstance(v, (int, float)) and v >= 1.0 for v in values):
+            raise RecipeError(f"prune.sparsity: expected a share in [0, 1) (1 would remove every weight), got {self.sparsity!r}")
+        if self.end_epoch is not None and self.end_epoch <= self.start_epoch:
+            raise RecipeError(f"prune.end_epoch: expected an epoch after start_epoch ({self.start_epoch}), got {self.end_epoch}")
+
+    @property
+    def active(self) -> bool:
+        values = self.sparsity if isinstance(self.sparsity, list) else [self.sparsity]
+        return any(v > 0 for v in values)
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """What a run writes beside its metrics."""
 
@@ -218,6 +247,7 @@ class Recipe:
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     seed: Any = 0
     name: str | None = None
@@ -386,7 +416,7 @@ class MemberField:
     integer: bool = False
 
 
-MEMBER_SECTIONS = ("model", "penalty", "constraints", "train")
+MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune")
 """The recipe sections that hold per-member numbers, in the order their fields are listed."""
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import ModelConfig
+from ..compress.pruning import attach_prune_masks
+from ..config import ModelConfig, PruneConfig
 from ..registry import lookup
 from .base import Population
 from .convnets import build_cnn, build_resnet
@@ -15,12 +16,14 @@ MODELS = {"mlp": build_mlp, "linear": build_linear, "cnn": build_cnn, "resnet": 
 
 
 def build_model(
-    cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int], input_shape: tuple[int, ...] | None = None
+    cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int], input_shape: tuple[int, ...] | None = None,
+    prune: PruneConfig | None = None,
 ) -> Population:
     """The population the recipe describes, member m initialized from seeds[m].
 
     `input_shape` is the data's own shape of a row ([C, L] or [C, H, W], e.g. (1, 8, 8) for digits);
-    convolutional kinds use it when the recipe gives no `model.input_shape`.
+    convolutional kinds use it when the recipe gives no `model.input_shape`. `prune` (the recipe's
+    `prune:` section) gives the population its pruning masks when it prunes.
     """
     if cfg.input_shape is None and input_shape is not None:
         cfg = dataclasses.replace(cfg, input_shape=[int(s) for s in input_shape])
@@ -28,7 +31,7 @@ def build_model(
     ks = cfg.input_features if isinstance(cfg.input_features, list) else [cfg.input_features]
     if any(k != 0 for k in ks):
         model.add_input_mask(n_in)
-    return model
+    return attach_prune_masks(model, prune)
 
 
 def count_parameters(model: Population) -> int:

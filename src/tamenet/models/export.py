@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compress.pruning import PruneMasks
 from ..nn import BatchNorm, Conv, DropConnect, Dropout, GaussianNoise, InstanceNorm, LayerNorm, Linear
 from ..nn import GroupNorm as PopulationGroupNorm, MinMaxWeight, SpectralNorm, SwitchNorm as PopulationSwitchNorm
 from ..nn import WeightStandardization
@@ -300,8 +301,9 @@ def cannot_export(where: str, module: nn.Module) -> TypeError:
 # ---------------------------------------------------------------------------------------------------------------
 # Modules a population may hold, checked before exporting
 
-TRAINING_ONLY = (DropConnect, GaussianNoise)
-"""Population modules that act in training only and have no place in the exported model."""
+TRAINING_ONLY = (DropConnect, GaussianNoise, PruneMasks)
+"""Population modules that act in training only and have no place in the exported model (pruned weights are
+zeros already: their masks stay behind)."""
 
 KNOWN_MODULES = (
     MLP, CNN, ResNet, BasicBlock, nn.ModuleList, nn.Identity, Linear, Conv, Dropout, *TRAINING_ONLY,
