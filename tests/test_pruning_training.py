@@ -145,3 +145,13 @@ def test_prune_weights_piece_does_nothing_without_masks():
     class Bare:
         model = torch.nn.Linear(2, 2)
     assert PruneWeights().begin_epoch(Bare()) is False
+
+
+def test_resume_carries_the_masks_and_continues_the_schedule_exactly(tmp_path):
+    recipe = _with(BASE, **{"prune.sparsity": [0.5, 0.9], "seed": [0, 1], "prune.end_epoch": 3,
+                            "track": {**QUIET, "checkpoint": True}})
+    straight = fit(recipe, out=tmp_path / "straight")
+    fit(_with(recipe, **{"train.epochs": 2}), out=tmp_path / "split")
+    resumed = fit(resume=tmp_path / "split", overrides=["train.epochs=4"])
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
