@@ -210,5 +210,5 @@ def test_per_member_keys_have_one_source_of_truth():
     assert paths == declared
     assert {".".join(p) for p in HYPER_FIELDS.values()} == declared
     assert set(NUMERIC_KEYS) == declared | {"model.dropout", "seed"}
-    assert set(INTEGER_KEYS) == {"seed", "model.input_features"}
+    assert set(INTEGER_KEYS) == {"seed", "model.input_features", "quantize.bits"}
     assert HYPER_FIELDS["clip"] == ("train", "clip", "max")

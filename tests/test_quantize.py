@@ -77,12 +77,18 @@ def test_one_bit_width_per_member_equals_each_member_alone():
 def test_ste_gradient_is_one_inside_the_clipping_range_and_zero_outside():
     calib = torch.linspace(-1, 1, 11, dtype=torch.float64)
     p = quant_params(*observed_range(calib), 4, symmetric=True)
-    r = torch.tensor([-3.0, -1.0, -0.33, 0.0, 0.5, 1.0, 1.01, 7.0], dtype=torch.float64, requires_grad=True)
+    half = p.scale.item() / 2  # the clamp binds from half a step beyond the grid's ends
+    r = torch.tensor([-3.0, -1.0 - half * 1.01, -1.0 - half * 0.99, -0.33, 0.0, 0.52, 1.0, 1.0 + half * 0.99,
+                      1.0 + half * 1.01, 7.0], dtype=torch.float64, requires_grad=True)
     out = fake_quantize(r, p)
     out.backward(torch.full_like(r, 2.5))
-    inside = (r.detach() >= p.clip_low) & (r.detach() <= p.clip_high)
-    assert inside.tolist() == [False, True, True, True, True, True, False, False]
-    assert r.grad.tolist() == [0.0, 2.5, 2.5, 2.5, 2.5, 2.5, 0.0, 0.0]
+    assert r.grad.tolist() == [0.0, 0.0, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 0.0, 0.0]
+    # PyTorch's own fake quantization (its reference) has the same mask and the same values
+    ref = r.detach().clone().float().requires_grad_(True)
+    ref_out = torch.fake_quantize_per_tensor_affine(ref, p.scale.item(), int(p.zero_point.item()), -7, 7)
+    ref_out.backward(torch.full_like(ref, 2.5))
+    assert ref.grad.tolist() == r.grad.tolist()
+    assert torch.allclose(ref_out.double(), out.detach(), atol=1e-6)
     assert torch.equal(out.detach(), dequantize(quantize(r.detach(), p), p))
     assert out[0].item() == p.clip_low.item() and out[-1].item() == p.clip_high.item()  # clipped outside
 

@@ -230,7 +230,8 @@ def fit(
         model: Population = Wrapped(module, seed=seeds[0])
     else:
         model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds,
-                            input_shape=data.image_shape, prune=recipe.prune)
+                            input_shape=data.image_shape, prune=recipe.prune,
+                            quantize=recipe.quantize)
     rows = MemberData.from_split(data, model.members)
     # built before the run directory: a layer name the model lacks is refused before any file is written
     trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)

@@ -230,6 +230,33 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class QuantizeConfig:
+    """Quantization-aware training of the weights (H2): each member's weights fake-quantized to its own `bits`.
+
+    The forward pass uses r_hat = S (Q - Z) of every weight layer (symmetric: Z = 0; asymmetric: the range
+    [min, max] onto [0, 2^b - 1]), per tensor or per output channel; the backward pass the straight-through
+    estimator. `bits` 0 keeps a member in float (a baseline inside the same population).
+    """
+
+    bits: PerMember = field(default=0, metadata=_member(0, 16, hyper="quant_bits", integer=True))
+    symmetric: bool = True
+    per_channel: bool = False
+    layers: list[str] | None = None  # weight layers by name (`param_roles()`); None: every weight layer
+
+    def __post_init__(self) -> None:
+        values = self.bits if isinstance(self.bits, list) else [self.bits]
+        if any(isinstance(v, float) and v != int(v) for v in values):
+            raise RecipeError(f"quantize.bits: expected whole bit widths, got {self.bits!r}")
+        if any(isinstance(v, (int, float)) and v == 1 for v in values):
+            raise RecipeError(f"quantize.bits: expected 0 (off) or a bit width in [2, 16], got {self.bits!r}")
+
+    @property
+    def active(self) -> bool:
+        values = self.bits if isinstance(self.bits, list) else [self.bits]
+        return any(v > 0 for v in values)
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """What a run writes beside its metrics."""
 
@@ -248,6 +275,7 @@ class Recipe:
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     seed: Any = 0
     name: str | None = None
@@ -416,7 +444,7 @@ class MemberField:
     integer: bool = False
 
 
-MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune")
+MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune", "quantize")
 """The recipe sections that hold per-member numbers, in the order their fields are listed."""
 
 

@@ -10,8 +10,10 @@ quantization fixes Z = 0 and maps [-a, a], a = max(|lo|, |hi|), onto the signed 
 [-(2^(b-1) - 1), 2^(b-1) - 1] (the restricted range, so that the grid is symmetric about 0).
 
 Quantization-aware training (QAT) uses r_hat in the forward pass and the straight-through
-estimator in the backward pass: the gradient of the identity inside the clipping range
-[S (q_min - Z), S (q_max - Z)] and zero outside it (Bengio et al. 2013; Jacob et al. 2018).
+estimator in the backward pass: the gradient of the identity inside the clipping range and zero
+outside it (Bengio et al. 2013; Jacob et al. 2018). Inside means the clamp does not bind,
+q_min <= round(r / S) + Z <= q_max: the grid's ends [S (q_min - Z), S (q_max - Z)] widened by
+half a step, so the observed extremes, which round onto the ends, keep their gradient.
 
 Ranges come per tensor or per output channel, and for a population per member: the leading
 member axis of a population tensor always gets its own (S, Z), and a bit width may be a tensor
@@ -132,9 +134,10 @@ class _FakeQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, r, scale, zero_point, q_min, q_max):  # noqa: D102 (autograd protocol)
         params = QuantParams(scale, zero_point, q_min, q_max)
-        inside = (r >= params.clip_low) & (r <= params.clip_high)
+        unclamped = torch.round(r / scale) + zero_point
+        inside = (unclamped >= q_min) & (unclamped <= q_max)  # the clamp does not bind
         ctx.save_for_backward(inside)
-        return dequantize(quantize(r, params), params)
+        return dequantize(torch.clamp(unclamped, q_min, q_max), params)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
