@@ -257,6 +257,25 @@ class QuantizeConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation (H3): a teacher run's logits as soft targets beside the hard labels.
+
+    L = alpha T^2 KL(softmax(z_t / T) || softmax(z_s / T)) + (1 - alpha) CE(y, z_s), T and alpha per member;
+    validation and early stopping use the hard labels. `teacher` is a run directory (an `--ensemble` or
+    population run: its members' logits averaged) trained on the same data, never on this run's
+    validation or test rows.
+    """
+
+    teacher: str | None = None
+    temperature: PerMember = field(default=4.0, metadata=_member(0.0, None, open_low=True, hyper="distill_temperature"))
+    alpha: PerMember = field(default=0.5, metadata=_member(0.0, 1.0, hyper="distill_alpha"))
+
+    @property
+    def active(self) -> bool:
+        return self.teacher is not None
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """What a run writes beside its metrics."""
 
@@ -276,6 +295,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     seed: Any = 0
     name: str | None = None
@@ -444,7 +464,7 @@ class MemberField:
     integer: bool = False
 
 
-MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune", "quantize")
+MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune", "quantize", "distill")
 """The recipe sections that hold per-member numbers, in the order their fields are listed."""
 
 

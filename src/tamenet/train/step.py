@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..compress.distillation import DistillTargets
 from ..compress.pruning import PruneGradients, PruneWeights
 from ..clipping import ClipGradients
 from ..config import Recipe
@@ -85,7 +86,7 @@ def build_step(recipe: Recipe) -> Step:
     clip = recipe.train.clip
     return Step(
         inputs=[InputNoise()],
-        loss=HardTargets(),
+        loss=DistillTargets() if recipe.distill.active else HardTargets(),
         gradients=[
             TieGradients(),
             PenaltyGradients(),
