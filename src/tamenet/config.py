@@ -210,6 +210,81 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """Unstructured pruning during training (H1): each member's masks at its own `sparsity` (a share in [0, 1)).
+
+    `start_epoch` 0 prunes the initialization; later, the weights trained so far. With `end_epoch`, the
+    sparsity rises along Zhu & Gupta's cubic schedule from 0 at `start_epoch` to the target at `end_epoch`
+    (one new mask per epoch); without it, the whole target at once. Pruned weights stay exactly zero.
+    """
+
+    sparsity: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="prune_sparsity"))
+    method: str = field(default="magnitude", metadata=_choices("magnitude", "random"))
+    scope: str = field(default="layer", metadata=_choices("layer", "global"))  # global: one ranking per member
+    start_epoch: int = field(default=0, metadata=_range(0, None))
+    end_epoch: int | None = field(default=None, metadata=_range(1, None))
+    layers: list[str] | None = None  # weight layers by name (`param_roles()`); None: every weight layer
+
+    def __post_init__(self) -> None:
+        values = self.sparsity if isinstance(self.sparsity, list) else [self.sparsity]
+        if any(isinstance(v, (int, float)) and v >= 1.0 for v in values):
+            raise RecipeError(f"prune.sparsity: expected a share in [0, 1) (1 would remove every weight), got {self.sparsity!r}")
+        if self.end_epoch is not None and self.end_epoch <= self.start_epoch:
+            raise RecipeError(f"prune.end_epoch: expected an epoch after start_epoch ({self.start_epoch}), got {self.end_epoch}")
+
+    @property
+    def active(self) -> bool:
+        values = self.sparsity if isinstance(self.sparsity, list) else [self.sparsity]
+        return any(v > 0 for v in values)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Quantization-aware training of the weights (H2): each member's weights fake-quantized to its own `bits`.
+
+    The forward pass uses r_hat = S (Q - Z) of every weight layer (symmetric: Z = 0; asymmetric: the range
+    [min, max] onto [0, 2^b - 1]), per tensor or per output channel; the backward pass the straight-through
+    estimator. `bits` 0 keeps a member in float (a baseline inside the same population).
+    """
+
+    bits: PerMember = field(default=0, metadata=_member(0, 16, hyper="quant_bits", integer=True))
+    symmetric: bool = True
+    per_channel: bool = False
+    layers: list[str] | None = None  # weight layers by name (`param_roles()`); None: every weight layer
+
+    def __post_init__(self) -> None:
+        values = self.bits if isinstance(self.bits, list) else [self.bits]
+        if any(isinstance(v, float) and v != int(v) for v in values):
+            raise RecipeError(f"quantize.bits: expected whole bit widths, got {self.bits!r}")
+        if any(isinstance(v, (int, float)) and v == 1 for v in values):
+            raise RecipeError(f"quantize.bits: expected 0 (off) or a bit width in [2, 16], got {self.bits!r}")
+
+    @property
+    def active(self) -> bool:
+        values = self.bits if isinstance(self.bits, list) else [self.bits]
+        return any(v > 0 for v in values)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation (H3): a teacher run's logits as soft targets beside the hard labels.
+
+    L = alpha T^2 KL(softmax(z_t / T) || softmax(z_s / T)) + (1 - alpha) CE(y, z_s), T and alpha per member;
+    validation and early stopping use the hard labels. `teacher` is a run directory (an `--ensemble` or
+    population run: its members' logits averaged) trained on the same data, never on this run's
+    validation or test rows.
+    """
+
+    teacher: str | None = None
+    temperature: PerMember = field(default=4.0, metadata=_member(0.0, None, open_low=True, hyper="distill_temperature"))
+    alpha: PerMember = field(default=0.5, metadata=_member(0.0, 1.0, hyper="distill_alpha"))
+
+    @property
+    def active(self) -> bool:
+        return self.teacher is not None
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """What a run writes beside its metrics."""
 
@@ -227,6 +302,9 @@ class Recipe:
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     seed: Any = 0
     name: str | None = None
@@ -397,7 +475,7 @@ class MemberField:
     integer: bool = False
 
 
-MEMBER_SECTIONS = ("model", "penalty", "constraints", "train")
+MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune", "quantize", "distill")
 """The recipe sections that hold per-member numbers, in the order their fields are listed."""
 
 

@@ -118,7 +118,8 @@ def load_run(run_dir: str | Path) -> TrainedModel:
     except RecipeError as err:
         raise CheckpointError(f"{file}: the saved recipe is not one this tamenet reads: {err}") from err
     model = build_model(recipe.model, n_in=payload["n_in"], n_out=payload["n_out"], seeds=member_seeds(recipe),
-                        input_shape=payload["preprocessing"].get("image_shape"))
+                        input_shape=payload["preprocessing"].get("image_shape"), prune=recipe.prune,
+                        quantize=recipe.quantize)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:

@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compress.pruning import PruneMasks
+from ..compress.qat import WeightQuantizer
 from ..nn import BatchNorm, Conv, DropConnect, Dropout, GaussianNoise, InstanceNorm, LayerNorm, Linear
 from ..nn import GroupNorm as PopulationGroupNorm, MinMaxWeight, SpectralNorm, SwitchNorm as PopulationSwitchNorm
 from ..nn import WeightStandardization
@@ -189,12 +191,13 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
 
 def eval_weight(linear: Linear) -> torch.Tensor:
     """The dense weight W [M, in, out] the layer uses in eval mode: its weight normalization applied
-    (on a copy in eval mode, so the population's buffers stay as they are); noise and DropConnect,
-    training-only, are left out."""
+    (on a copy in eval mode, so the population's buffers stay as they are), then its fake quantization
+    (the exported weights are the dequantized values); noise and DropConnect, training-only, are left out."""
     with torch.no_grad():
-        if linear.weight_norm is None:
-            return linear.weight.detach()
-        return copy.deepcopy(linear.weight_norm).eval()(linear.weight.detach())
+        weight = linear.weight.detach()
+        if linear.weight_norm is not None:
+            weight = copy.deepcopy(linear.weight_norm).eval()(weight)
+        return weight if linear.weight_quant is None else linear.weight_quant(weight)
 
 
 def plain_linear(linear: Linear, m: int) -> nn.Linear:
@@ -217,8 +220,9 @@ PLAIN_GLOBAL_POOLS = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}
 
 
 def plain_conv(conv: Conv, m: int) -> nn.Module:
-    """Member m's convolution as `nn.Conv1d/2d` with the same kernel, stride and padding."""
-    weight = conv.weight
+    """Member m's convolution as `nn.Conv1d/2d` with the same kernel, stride and padding (fake quantization folded in)."""
+    with torch.no_grad():
+        weight = conv.effective_weight().detach()
     out = nn.utils.skip_init(PLAIN_CONVS[conv.dims], conv.in_channels, conv.out_channels, conv.kernel_size,
                              stride=conv.stride, padding=conv.padding, bias=conv.bias is not None,
                              device=weight.device, dtype=weight.dtype)
@@ -300,13 +304,14 @@ def cannot_export(where: str, module: nn.Module) -> TypeError:
 # ---------------------------------------------------------------------------------------------------------------
 # Modules a population may hold, checked before exporting
 
-TRAINING_ONLY = (DropConnect, GaussianNoise)
-"""Population modules that act in training only and have no place in the exported model."""
+TRAINING_ONLY = (DropConnect, GaussianNoise, PruneMasks)
+"""Population modules that act in training only and have no place in the exported model (pruned weights are
+zeros already: their masks stay behind)."""
 
 KNOWN_MODULES = (
     MLP, CNN, ResNet, BasicBlock, nn.ModuleList, nn.Identity, Linear, Conv, Dropout, *TRAINING_ONLY,
     BatchNorm, LayerNorm, InstanceNorm, PopulationGroupNorm, PopulationSwitchNorm,
-    WeightStandardization, MinMaxWeight, SpectralNorm,
+    WeightStandardization, MinMaxWeight, SpectralNorm, WeightQuantizer,
 )
 """Module types `export_member` knows how to carry over (activations from `torch.nn` besides)."""
 

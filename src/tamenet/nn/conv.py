@@ -100,6 +100,14 @@ class Conv(nn.Module):
         self.kernel_size, self.dims, self.stride, self.padding = kernel_size, dims, stride, padding
         self.weight = nn.Parameter(torch.empty(members, out_channels, in_channels, *([kernel_size] * dims)))
         self.bias = nn.Parameter(torch.zeros(members, out_channels)) if bias else None
+        self.weight_quant: nn.Module | None = None  # fake quantization of the weight (`compress.qat`)
+
+    def set_weight_quant(self, quant: nn.Module | None) -> "Conv":
+        self.weight_quant = quant
+        return self
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.weight if self.weight_quant is None else self.weight_quant(self.weight)
 
     @property
     def fan_in(self) -> int:
@@ -116,7 +124,7 @@ class Conv(nn.Module):
         return (size + 2 * self.padding - self.kernel_size) // self.stride + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return conv(x, self.effective_weight(), self.bias, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:
         return (f"members={self.members}, in={self.in_channels}, out={self.out_channels}, "

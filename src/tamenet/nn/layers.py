@@ -35,7 +35,8 @@ class Linear(nn.Module):
         self.weight_noise: nn.Module | None = None
         self.weight_norm: nn.Module | None = None
         self.dropconnect: nn.Module | None = None
-        self.plain = True  # the stored weight is used as it is (no noise, weight norm or DropConnect)
+        self.weight_quant: nn.Module | None = None
+        self.plain = True  # the stored weight is used as it is (no noise, weight norm, quantization or DropConnect)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (2, 3) or x.shape[-1] != self.in_features or (x.dim() == 3 and x.shape[0] != self.members):
@@ -76,16 +77,24 @@ class Linear(nn.Module):
         in training and at test, as a reparametrization: gradients reach the stored W through it.
         """
         self.weight_noise, self.weight_norm, self.dropconnect = noise, norm, dropconnect
-        self.plain = noise is None and norm is None and dropconnect is None
+        self.plain = noise is None and norm is None and dropconnect is None and self.weight_quant is None
+        return self
+
+    def set_weight_quant(self, quant: nn.Module | None) -> "Linear":
+        """Fake-quantize the (normalized) weight before DropConnect, in training and at test (`compress.qat`)."""
+        self.weight_quant = quant
+        self.plain = self.weight_noise is None and self.weight_norm is None and self.dropconnect is None and quant is None
         return self
 
     def effective_weight(self) -> torch.Tensor:
-        """The weight the forward pass uses: `dropconnect(norm(W + noise))` (noise and masks in training only)."""
+        """The weight the forward pass uses: `dropconnect(quant(norm(W + noise)))` (noise and masks in training only)."""
         weight = self.weight
         if self.weight_noise is not None:
             weight = self.weight_noise(weight)
         if self.weight_norm is not None:
             weight = self.weight_norm(weight)
+        if self.weight_quant is not None:
+            weight = self.weight_quant(weight)
         if self.dropconnect is not None:
             weight = self.dropconnect(weight)
         return weight

@@ -384,7 +384,7 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
     seeds = member_seeds(sub)
     torch.manual_seed(member_seeds(expanded)[0])
     model = build_model(sub.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds,
-                        input_shape=pool.image_shape)
+                        input_shape=pool.image_shape, prune=sub.prune, quantize=sub.quantize)
     restore = sub.train.early_stopping.restore_best
     halving = None
     if halving_eta is not None:

@@ -106,7 +106,7 @@ def estimate_memory(
     """Per-member and shared bytes of a cross-validation population of `recipe` (any member count)."""
     single = _one_member(recipe)
     model = build_model(single.model, n_in=n_in, n_out=n_out, seeds=member_seeds(single)[:1],
-                        input_shape=input_shape)
+                        input_shape=input_shape, prune=single.prune, quantize=single.quantize)
     owned = [t for t in [*model.parameters(), *model.buffers()] if t.dim() >= 1]
     weights = sum(t.numel() * t.element_size() for t in owned)
     roles = model.param_roles()

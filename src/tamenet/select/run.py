@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Recipe, to_dict
+from ..compress.distillation import refuse_in_cross_validation
 from ..recipes import load_recipe
 from ..registry import lookup
 from ..track import RunDir
@@ -36,6 +37,7 @@ class MetricsWriter(Listener):
 def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
     """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
     recipe = load_recipe(source, overrides)
+    refuse_in_cross_validation(recipe)
     pool = make_pool(recipe)
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
@@ -188,6 +190,7 @@ def search(
         raise ValueError("search: --space goes with --trials; a grid is given with --grid")
     memory_budget(max_memory)
     recipe = load_recipe(recipe, overrides)
+    refuse_in_cross_validation(recipe)
     if trials is None:
         axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
         keys = list(axes)

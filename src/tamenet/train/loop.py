@@ -190,7 +190,8 @@ class Trainer:
         score_sum = torch.zeros(self.members, dtype=torch.float64, device=self.device)
         model.train()
         for b in range(steps):
-            xb, yb = data.batch(order[..., b * self.batch_size : (b + 1) * self.batch_size])
+            self.batch_positions = order[..., b * self.batch_size : (b + 1) * self.batch_size]  # read by pieces (distill)
+            xb, yb = data.batch(self.batch_positions)
             model.random.step = self.state.step
             factor = lr_factor(tcfg.schedule, epoch + b / steps, tcfg.epochs, step_size=1.0 / steps)
             lr = self.hyper["lr"] * (factor * self.epoch_active)

@@ -3,9 +3,9 @@
     input transforms   batch -> batch          input noise (D4); augmentation next
     model              batch -> outputs [M, B, K]
     train loss         outputs, targets -> [M]  hard targets; soft targets and mixed labels next
-    gradient transforms                        tied gradients, penalties, soft sharing, masks, clipping
+    gradient transforms                        tied gradients, penalties, soft sharing, masks, pruning, clipping
     optimizer          lr [M] = base lr x schedule x (member still training)
-    projections        after the step           L1's proximal step, constraints
+    projections        after the step           L1's proximal step, constraints, pruning masks
 
 A piece is a small object in its own module (`penalties.py`, `constraints.py`, `clipping.py`, `losses.py`,
 `input_transforms.py`) with `begin_epoch(trainer) -> bool` (whether it acts this epoch, decided once per epoch, so no
@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..compress.distillation import DistillTargets
+from ..compress.pruning import PruneGradients, PruneWeights
 from ..clipping import ClipGradients
 from ..config import Recipe
 from ..constraints import MaskGradients, ProjectConstraints, TieGradients
@@ -84,13 +86,14 @@ def build_step(recipe: Recipe) -> Step:
     clip = recipe.train.clip
     return Step(
         inputs=[InputNoise()],
-        loss=HardTargets(),
+        loss=DistillTargets() if recipe.distill.active else HardTargets(),
         gradients=[
             TieGradients(),
             PenaltyGradients(),
             SoftSharingGradients(),
             MaskGradients(),
+            *([PruneGradients()] if recipe.prune.active else []),
             *([ClipGradients(clip.by, clip.eps)] if clip.by != "none" else []),
         ],
-        projections=[L1Proximal(), ProjectConstraints()],
+        projections=[L1Proximal(), ProjectConstraints(), *([PruneWeights()] if recipe.prune.active else [])],
     )
