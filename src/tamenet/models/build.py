@@ -28,6 +28,7 @@ def build_model(
     ks = cfg.input_features if isinstance(cfg.input_features, list) else [cfg.input_features]
     if any(k != 0 for k in ks):
         model.add_input_mask(n_in)
+    model.image_shape = tuple(cfg.input_shape) if cfg.input_shape is not None else None  # augmentation's view of a row
     return model
 
 
