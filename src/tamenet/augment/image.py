@@ -4,7 +4,8 @@ Each member's strengths are its own numbers (`augment.image.*`, tensors [M] in `
 parameters come from its own counter-based stream (`MemberRandom.uniform` / `normal` at stream
 `IMAGE_STREAM + 64 * op`), so member m transforms its batch exactly as it would alone. kornia's augmentation
 modules draw from torch's global generator, so they cannot give that; we draw the parameters and call kornia's
-functional ops (`warp_affine`, `adjust_hue`, `adjust_saturation`, `sharpness`, `gaussian_blur2d`) with them.
+functional ops (`warp_affine`, `adjust_hue`, `adjust_saturation`, `gaussian_blur2d`) with them; brightness,
+contrast and sharpness are a line each of our own, since kornia's clip to [0, 1] and training rows are standardized.
 
 Order: flips -> one affine warp (crop/fragment, zoom, rotation, shift) -> elastic -> resolution -> brightness,
 contrast, hue, saturation, sharpness, blur, channel shuffle, glare, noise -> random erasing. Geometric transforms
@@ -119,6 +120,19 @@ def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return (x - mean) * _col(factor) + mean
 
 
+def sharpen(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """PIL's sharpness: smooth = x filtered by [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 inside (the border pixels
+    kept), out = smooth + factor (x - smooth); factor 1 is the image, above 1 sharpens. kornia's `sharpness` clips
+    to [0, 1], which standardized rows are not in."""
+    c = x.shape[1]
+    kernel = torch.ones(3, 3, device=x.device, dtype=x.dtype)
+    kernel[1, 1] = 5.0
+    kernel = (kernel / 13.0).expand(c, 1, 3, 3)
+    smooth = x.clone()
+    smooth[..., 1:-1, 1:-1] = F.conv2d(x, kernel, groups=c)
+    return smooth + _col(factor) * (x - smooth)
+
+
 def resample(x: torch.Tensor, side: float) -> torch.Tensor:
     """Down-sample by area averaging to `side` of the height and width (at least 1 pixel), then bilinearly back."""
     h, w = x.shape[-2:]
@@ -193,12 +207,15 @@ def augment_batch(
             shift = torch.where(fires("shift", u[:, 0]).unsqueeze(1), amount, shift)
         matrices = geometry.affine_matrices(h, w, angle=angle, scale=scale, shift=shift, fragment=fragment,
                                             fragment_centre=centre)
-        move(lambda t, mode: geometry.warp(t, matrices, mode=mode))
+        moving = _col((angle != 0) | (scale != 1) | (shift != 0).any(1) | (fragment != 1 if fragment is not None
+                                                                           else torch.zeros_like(angle, dtype=torch.bool)))
+        # images that no transform moves stay bit for bit (a warp by the identity rounds in the last bit)
+        move(lambda t, mode: torch.where(moving, geometry.warp(t, matrices, mode=mode), t))
     if "elastic" in on:
         fire = fires("elastic", draws.uniform("elastic", 1)[:, 0])
         alpha = torch.where(fire, strength["elastic"], torch.zeros_like(strength["elastic"]))
         field = geometry.elastic_field(draws.normal("elastic", (2, h, w)), alpha, sigma=max(h, w) / 8)
-        move(lambda t, mode: geometry.displace(t, field, mode=mode))
+        move(lambda t, mode: torch.where(_col(alpha > 0), geometry.displace(t, field, mode=mode), t))
     if "resolution" in on:  # one size per distinct strength (members), never a loop over images
         fire = fires("resolution", draws.uniform("resolution", 1)[:, 0])
         levels = strength["resolution"]
@@ -225,17 +242,16 @@ def augment_batch(
         factor = torch.where(fires("saturation", u[:, 0]), 1.0 + strength["saturation"] * (2 * u[:, 1] - 1), 1.0)
         x = adjust_saturation(x, factor)
     if "sharpness" in on:
-        from kornia.enhance import sharpness
-
         u = draws.uniform("sharpness", 2)
-        x = sharpness(x, torch.where(fires("sharpness", u[:, 0]), 1.0 + strength["sharpness"] * u[:, 1], 1.0))
+        x = sharpen(x, torch.where(fires("sharpness", u[:, 0]), 1.0 + strength["sharpness"] * u[:, 1], 1.0))
     if "blur" in on:
         from kornia.filters import gaussian_blur2d
 
         u = draws.uniform("blur", 2)
         sigma = torch.where(fires("blur", u[:, 0]), strength["blur"] * u[:, 1], 0.0).clamp_min(1e-3)
         size = 2 * ((min(h, w) - 1) // 2) + 1
-        x = gaussian_blur2d(x, (size, size), sigma.unsqueeze(1).expand(n, 2), border_type="reflect")
+        blurred = gaussian_blur2d(x, (size, size), sigma.unsqueeze(1).expand(n, 2), border_type="reflect")
+        x = torch.where(_col(sigma > 1e-3), blurred, x)
     if "channel_shuffle" in on:
         u = draws.uniform("channel_shuffle", 1 + c)
         perm = torch.where(fires("channel_shuffle", u[:, 0]).unsqueeze(1), u[:, 1:].argsort(1),
