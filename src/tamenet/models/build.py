@@ -8,9 +8,10 @@ from ..config import ModelConfig
 from ..registry import lookup
 from .base import Population
 from .convnets import build_cnn, build_resnet
+from .fcn import build_fcn
 from .mlp import build_linear, build_mlp
 
-MODELS = {"mlp": build_mlp, "linear": build_linear, "cnn": build_cnn, "resnet": build_resnet}
+MODELS = {"mlp": build_mlp, "linear": build_linear, "cnn": build_cnn, "resnet": build_resnet, "fcn": build_fcn}
 """Model kind -> builder(ModelConfig, n_in=, n_out=, seeds=)."""
 
 

@@ -58,7 +58,7 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
     """
     data, parts = assign_rows(recipe.data, X=X, y=y)
     rows = np.sort(np.concatenate([parts.train, parts.val]))
-    n_out = len(data.classes) if data.task == "classification" else 1
+    n_out = len(data.classes) if data.task == "classification" else (data.y.shape[1] if data.task == "dense" else 1)
     return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(parts.test), data.image_shape)
 
 
