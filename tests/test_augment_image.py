@@ -214,3 +214,19 @@ def test_bad_recipes_are_refused_with_one_line():
     flat.model.input_shape = (1, 40)
     with pytest.raises(RecipeError, match=r"expected rows that are images \[C, H, W\].*got \[1, 40\]"):
         ImageAugment().begin_epoch(flat)
+
+
+def test_preview_draws_a_grid_png_and_refuses_colour_ops_on_grey_digits_in_one_line(tmp_path, capsys):
+    from tamenet.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["preview", "--set", "augment.image.rotate=20", "--set", "augment.image.erase=0.25",
+                 "--examples", "2", "--copies", "2", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["preview", "--photos", "--size", "32", "--set", "augment.image.hue=0.2", "--examples", "2",
+                 "--copies", "1", "--out", str(tmp_path / "photos.png")]) == 0
+    assert main(["preview", "--set", "augment.image.saturation=0.3", "--out", str(tmp_path / "no.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tamenet preview: error: augment.image.saturation: a colour transform needs 3-channel (RGB) images, "
+                   "got 1 channel (shape [1, 8, 8]); set it to 0"]
+    assert not (tmp_path / "no.png").exists()

@@ -94,8 +94,8 @@ def check_ops(active: list[str], shape: tuple[int, int, int]) -> None:
 
 
 class Draws:
-    """Per-image random numbers of a batch [M, B]: member m's from its own stream (`MemberRandom`), flattened to
-    [M * B, ...]. `uniform(op, k)` [N, k] in [0, 1); `normal(op, shape)` [N, *shape] ~ N(0, 1)."""
+    """Per-image random numbers of a batch [M, B]: member m's from its own streams, flattened to [M * B, ...].
+    `uniform(op, k)` [N, k] in [0, 1) (`MemberRandom.uniform`); `normal(op, shape)` [N, *shape] ~ N(0, 1)."""
 
     def __init__(self, random, batch: int, device: torch.device) -> None:
         self.random, self.batch, self.device = random, batch, device
@@ -105,8 +105,17 @@ class Draws:
         return self.random.uniform(stream, (self.batch, k), device=self.device).reshape(-1, k)
 
     def normal(self, op: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """Per-pixel draws are many: member m's come from a torch generator seeded by (seed_m, step, stream), one
+        call per member (never per image), several times cheaper than the hash stream and as independent of the
+        population around a member."""
+        from ..nn import mix_seed
+
         stream = IMAGE_STREAM + 64 * list(IMAGE_OPS).index(op) + 1
-        return self.random.normal(stream, (self.batch, *shape), device=self.device).reshape(-1, *shape)
+        out = torch.empty(len(self.random.seeds), self.batch, *shape, device=self.device)
+        for m, seed in enumerate(self.random.seeds):
+            generator = torch.Generator(device=self.device).manual_seed(mix_seed(seed, self.random.step, stream))
+            out[m].normal_(generator=generator)
+        return out.reshape(-1, *shape)
 
 
 def _col(t: torch.Tensor) -> torch.Tensor:
