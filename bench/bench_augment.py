@@ -4,8 +4,9 @@
   member its own strengths and stream) against a Python loop over the same images, one `augment_batch` call
   per image (the same transforms and code), on 1x8x8 (digits) and 3x32x32 inputs.
 * ``effect``: `digits` with 10 and 30 training images per class, a small CNN, geometric transforms + random
-  erasing against none; 3 seeds x {none, augmented} as ONE population of 6 members; early stopping on 300
-  validation rows, scored on the remaining ~1,200 test rows; mean and spread (min-max) over the seeds.
+  erasing (a light and a strong setting) against none; 3 seeds x {none, light, strong} as ONE population of 9
+  members; early stopping on 300 validation rows, scored on the remaining ~1,200 test rows; mean and spread
+  (min-max) over the seeds.
 * ``search``: ``tamenet search --grid augment.image.rotate=0,10,20,30 --folds 5`` on a 300-image digits
   subset (5 folds x 4 strengths as one population); prints the cross-validated accuracy per strength and
   writes the regularization path plot (strength on its axis) into the run directory.
@@ -43,6 +44,8 @@ GREY_OPS = {"hflip": 0.5, "rotate": 15.0, "zoom": 0.1, "shift": 0.1, "brightness
             "noise": 0.05, "erase": 0.25}
 COLOUR_OPS = {**GREY_OPS, "hue": 0.05, "saturation": 0.3}
 QUIET = {"tensorboard": False, "plots": False, "checkpoint": False}
+LIGHT = {"rotate": 10.0, "shift": 0.1, "erase": 0.15, "p": 0.5}
+STRONG = {"rotate": 15.0, "shift": 0.125, "zoom": 0.1, "elastic": 0.5, "erase": 0.2, "p": 1.0}
 
 
 def _time(fn, repeats: int) -> float:
@@ -103,23 +106,26 @@ def effect(device: str, epochs: int) -> list[dict]:
         rest = rng.permutation(np.setdiff1d(np.arange(len(y)), train))
         val, test = rest[:300], rest[300:]
         seeds = [0, 1, 2]
-        aug = {"rotate": 15.0, "shift": 0.125, "zoom": 0.1, "elastic": 0.5, "erase": 0.2}
+        variants = {"none": {}, "light geometric + erasing": LIGHT, "strong geometric + erasing": STRONG}
+        keys = sorted({k for v in variants.values() for k in v})
         recipe = {
             "data": {"standardize": False},  # raw grey values 0..16: erasing fills 0, the background
             "model": {"kind": "cnn", "channels": [16, 32], "head_widths": [64], "dropout": 0.0},
-            "augment": {"image": {k: [0.0] * 3 + [v] * 3 for k, v in aug.items()}},
+            "augment": {"image": {k: [v.get(k, 0.0) for v in variants.values() for _ in seeds] for k in keys}},
             "train": {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "epochs": epochs, "device": device,
-                      "early_stopping": {"monitor": "val_loss", "patience": 30}},
-            "track": QUIET, "seed": seeds * 2,
+                      "early_stopping": {"monitor": "val_loss", "patience": 40}},
+            "track": QUIET, "seed": seeds * len(variants),
         }
         start = time.perf_counter()
         result = fit(recipe, X=X[train], y=y[train], X_val=X[val], y_val=y[val], X_test=X[test], y_test=y[test])
         wall = time.perf_counter() - start
-        tests = [m["test"]["accuracy"] for m in result.summary["members"]]
-        epochs_best = [m["best_epoch"] for m in result.summary["members"]]
-        for label, part in (("none", slice(0, 3)), ("geometric + erasing", slice(3, 6))):
+        tests = [m["test"]["accuracy"] for m in result.summary["per_member"]]
+        epochs_best = [m["best_epoch"] for m in result.summary["per_member"]]
+        for i, label in enumerate(variants):
+            part = slice(3 * i, 3 * i + 3)
             acc = tests[part]
             rows.append({"train_per_class": per_class, "train_images": len(train), "augmentation": label,
+                         "strengths": variants[label],
                          "test_accuracy_mean": float(np.mean(acc)), "min": float(np.min(acc)),
                          "max": float(np.max(acc)), "per_seed": acc, "best_epochs": epochs_best[part],
                          "wall_s_population": wall})
@@ -164,7 +170,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=150, help="effect study: most epochs (early stopping)")
+    parser.add_argument("--epochs", type=int, default=300, help="effect study: most epochs (early stopping)")
     parser.add_argument("--search-epochs", type=int, default=60)
     args = parser.parse_args()
     if args.threads:
@@ -180,10 +186,11 @@ def main() -> None:
                   f"{r['batched_images_per_s']:>9.0f}   {r['loop_images_per_s']:>10.0f}  {r['speedup']:>8.1f}x")
     if "effect" in parts:
         report["effect"] = effect(args.device, args.epochs)
-        print("\neffect on digits (test accuracy over 3 seeds, one population of 6)")
-        print("per class  augmentation          mean    min-max         best epochs")
+        print(f"\neffect on digits (test accuracy over 3 seeds; none/light/strong x 3 seeds = one population of 9)\n"
+              f"light: {LIGHT}\nstrong: {STRONG}")
+        print("per class  augmentation                 mean    min-max         best epochs")
         for r in report["effect"]:
-            print(f"{r['train_per_class']:>9}  {r['augmentation']:<20} {r['test_accuracy_mean']:.3f}  "
+            print(f"{r['train_per_class']:>9}  {r['augmentation']:<27} {r['test_accuracy_mean']:.3f}  "
                   f"{r['min']:.3f}-{r['max']:.3f}   {r['best_epochs']}")
     if "search" in parts:
         report["search"] = search(args.device, args.search_epochs)

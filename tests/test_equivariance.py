@@ -75,6 +75,19 @@ def test_the_training_step_moves_dense_targets_with_their_images_per_member():
         assert torch.equal(y[m], want_y.view(32, 64))
 
 
+def test_digits_masks_is_digits_with_each_images_stroke_mask_as_a_dense_target():
+    from tamenet.data import list_datasets, load_dataset
+    from tamenet.config import DataConfig
+
+    data = load_dataset(DataConfig(name="digits_masks"))
+    X = load_digits().data
+    assert data.task == "dense" and data.image_shape == (1, 8, 8) and data.classes is None
+    assert data.X.shape == (1797, 64) and data.y.shape == (1797, 64) and data.y.dtype.kind == "f"
+    assert (data.y == (X > MASK_THRESHOLD)).all() and (data.X == X).all()
+    info = next(d for d in list_datasets() if d["name"] == "digits_masks")
+    assert (info["n_samples"], info["n_features"], info["task"]) == (1797, 64, "dense")
+
+
 def test_an_fcn_learns_digit_stroke_masks_with_augmentation_far_above_the_majority_guess():
     result = fit({"data": {"name": "digits_masks", "standardize": False},
                   "model": {"kind": "fcn", "channels": [8, 8], "readout": "flatten"},

@@ -347,8 +347,9 @@ def augment_images(images: torch.Tensor, cfg: ImageAugmentConfig, *, seed: int =
 
 
 def _scalar(value, name: str) -> float:
+    """One member's number (a list of equal numbers counts as one)."""
     if isinstance(value, list):
         if len(set(value)) != 1:
-            raise RecipeError(f"augment.image.{name}: the preview draws one member; expected one number, got {value}")
+            raise RecipeError(f"augment.image.{name}: this draws one member; expected one number, got {value}")
         value = value[0]
     return float(value)
