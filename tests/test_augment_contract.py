@@ -185,3 +185,18 @@ def test_the_spy_catches_a_batch_that_leaks_validation_rows_into_training(monkey
             spy.check()
     finally:
         spy.close()
+
+
+def test_a_grid_over_augmentation_strengths_and_shares_is_one_population():
+    from tamenet.config import population_size
+    from tamenet.recipes import load_recipe
+    from tamenet.select.search import parse_grid, population_recipe, split_grid
+
+    recipe = load_recipe({**BASE, "augment": {"mix": {"kind": "mixup"}}})
+    grid = parse_grid(["augment.image.rotate=0,10,20", "augment.mix.p=0.5,1"])
+    structures, numbers = split_grid(recipe, grid)
+    assert structures == [{}] and len(numbers) == 6  # no structural key: every candidate is a member
+    population = population_recipe(recipe, structures[0], numbers)
+    assert population_size(population) == 6
+    assert population.augment.image.rotate == [0.0, 0.0, 10.0, 10.0, 20.0, 20.0]
+    assert population.augment.mix.p == [0.5, 1.0] * 3
