@@ -203,7 +203,7 @@ def test_per_member_keys_have_one_source_of_truth():
             elif hints[f.name] is PerMember:
                 declared.add(f"{where}.{f.name}")
 
-    for section in ("data", "model", "penalty", "constraints", "train", "track"):
+    for section in ("data", "model", "penalty", "constraints", "train", "augment", "track"):
         walk(__import__("typing").get_type_hints(Recipe)[section], section)
     paths = {f.path for f in member_fields()}
     assert paths == declared
