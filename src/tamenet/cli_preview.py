@@ -73,7 +73,7 @@ def preview_images(recipe, args: argparse.Namespace) -> str:
     """The image grid of `tamenet preview`; returns the line to print."""
     import torch
 
-    from .augment.image import augment_images, image_shape_of
+    from .augment.image import IMAGE_OPS, _scalar, augment_images, image_shape_of
     from .nn import mix_seed
 
     seed = recipe.seed[0] if isinstance(recipe.seed, list) else int(recipe.seed)
@@ -85,7 +85,7 @@ def preview_images(recipe, args: argparse.Namespace) -> str:
         from .data import load_dataset
 
         data = load_dataset(recipe.data)
-        shape = image_shape_of(recipe.model.input_shape or data.image_shape, f"tamenet preview: data set '{data.name}'")
+        shape = image_shape_of(recipe.model.input_shape or data.image_shape, f"data set '{data.name}'")
         X = torch.from_numpy(data.X[: args.examples]).float()
         pool = torch.from_numpy(data.X).float()
         shift, scale = pool.mean(0), pool.std(0).clamp_min(1e-6)  # per feature, as training standardizes
@@ -101,7 +101,10 @@ def preview_images(recipe, args: argparse.Namespace) -> str:
         flat = grid.flatten(2) * scale + shift
         grid = flat.view(grid.shape)
     draw_grid(grid, args.out, title=f"{source}: originals (left) and {args.copies} augmented copies")
-    return f"preview: {args.examples} x {args.copies} augmented examples of {source} written to {args.out}"
+    line = f"preview: {args.examples} x {args.copies} augmented examples of {source} written to {args.out}"
+    if not any(_scalar(getattr(recipe.augment.image, op), op) > 0 for op in IMAGE_OPS):
+        line += " (no augment.image transform is on: the copies equal the originals)"
+    return line
 
 
 def draw_grid(grid, path: str, *, title: str) -> None:
