@@ -230,3 +230,32 @@ def test_preview_draws_a_grid_png_and_refuses_colour_ops_on_grey_digits_in_one_l
     assert err == ["tamenet preview: error: augment.image.saturation: a colour transform needs 3-channel (RGB) images, "
                    "got 1 channel (shape [1, 8, 8]); set it to 0"]
     assert not (tmp_path / "no.png").exists()
+
+
+def test_text_preview_calls_the_text_modalitys_preview_with_the_members_strengths(tmp_path, monkeypatch):
+    import argparse
+    import dataclasses
+    import sys
+    import types
+
+    from tamenet.cli_preview import preview_texts
+
+    calls = []
+    fake = types.ModuleType("tamenet.augment.text")
+    fake.preview_text = lambda texts, strengths, *, copies, seed: calls.append((texts, strengths, copies, seed)) or [
+        f"original: {t}" for t in texts]
+    monkeypatch.setitem(sys.modules, "tamenet.augment.text", fake)
+
+    @dataclasses.dataclass(frozen=True)
+    class TextSection:
+        synonym: list = dataclasses.field(default_factory=lambda: [0.2])
+        word_delete: float = 0.1
+        synonyms: str | None = None
+
+    recipe = SimpleNamespace(augment=SimpleNamespace(text=TextSection()), seed=[7])
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\n\nbad acting\n")
+    args = argparse.Namespace(texts=str(texts), examples=5, copies=2, out=str(tmp_path / "t.png"))
+    assert "2 x 2 augmented strings" in preview_texts(recipe, args)
+    assert calls == [(["a good film", "bad acting"], {"synonym": 0.2, "word_delete": 0.1}, 2, 7)]
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

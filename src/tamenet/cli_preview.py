@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 PREVIEWS: dict[str, str] = {
     "image": "tamenet.cli_preview:preview_images",
-    # "text": "tamenet.augment.text:preview_command",   (the text and audio modalities add one line each)
-    # "audio": "tamenet.augment.audio:preview_command",
+    "text": "tamenet.cli_preview:preview_texts",
+    # "audio": "tamenet.augment.audio:preview_command",   (a modality adds one line)
 }
 """Modality -> 'module:function' drawing its preview, `(recipe, args) -> str`."""
 
@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--size", type=int, default=96, help="--photos: height in pixels after down-sampling (default 96)")
     p.add_argument("--examples", type=int, default=6, help="originals shown, one per row (default 6)")
     p.add_argument("--copies", type=int, default=5, help="augmented versions of each original (default 5)")
+    p.add_argument("--texts", help="--modality text: a file of example strings, one per line")
     p.add_argument("--member", type=int, default=0, help="the population member whose numbers and seed are used")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
 
@@ -133,4 +134,53 @@ def draw_grid(grid, path: str, *, title: str) -> None:
             if r == 0:
                 axes.set_title("original" if c == 0 else f"aug {c}", fontsize=8)
     figure.suptitle(title, fontsize=9)
+    save_figure(figure, path)
+
+
+def preview_texts(recipe, args: argparse.Namespace) -> str:
+    """Text: each example string of `--texts` and `--copies` augmented versions, drawn as lines of a PNG. Calls
+    `tamenet.augment.text.preview_text(strings, strengths, copies=, seed=)`, the strengths being the recipe's
+    `augment.text` numbers of the chosen member."""
+    from dataclasses import fields
+
+    try:
+        from .augment.text import preview_text
+    except ImportError as err:
+        raise ValueError("--modality text: text augmentation (tamenet.augment.text) is not part of this "
+                         "installation") from err
+    section = getattr(recipe.augment, "text", None)
+    if section is None:
+        raise ValueError("--modality text: the recipe has no augment.text section in this version")
+    if not args.texts:
+        raise ValueError("--modality text: expected --texts FILE (example strings, one per line), got none")
+    with open(args.texts, encoding="utf-8") as handle:
+        texts = [line.strip() for line in handle if line.strip()][: args.examples]
+    if not texts:
+        raise ValueError(f"--texts {args.texts}: expected at least one non-empty line, got none")
+    strengths = {f.name: _one(getattr(section, f.name)) for f in fields(section)
+                 if isinstance(_one(getattr(section, f.name)), (int, float))}
+    seed = recipe.seed[0] if isinstance(recipe.seed, list) else int(recipe.seed)
+    lines = preview_text(texts, strengths, copies=args.copies, seed=seed)
+    draw_lines(lines, args.out, title="originals and augmented strings")
+    return f"preview: {len(texts)} x {args.copies} augmented strings written to {args.out}"
+
+
+def _one(value):
+    return value[0] if isinstance(value, list) and value else value
+
+
+def draw_lines(lines: list[str], path: str, *, title: str) -> None:
+    """Lines of text as a PNG (monospace, long lines wrapped at 110 characters)."""
+    import textwrap
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .track import save_figure
+
+    wrapped = [part for line in lines for part in (textwrap.wrap(line, 110, subsequent_indent="    ") or [""])]
+    figure = Figure(figsize=(11, 0.22 * len(wrapped) + 0.8), dpi=110)
+    FigureCanvasAgg(figure)
+    figure.text(0.01, 0.99, title + "\n\n" + "\n".join(wrapped), va="top", ha="left", family="monospace",
+                fontsize=8)
     save_figure(figure, path)
