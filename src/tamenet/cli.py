@@ -7,6 +7,7 @@
     tamenet evaluate RUN_DIR
     tamenet predict RUN_DIR --input FILE.csv [--output OUT.csv] [--member K] [--mc T]
     tamenet datasets
+    tamenet preview [RECIPE.yaml] --out grid.png [--photos]
 
 A user mistake ends with one line on stderr and exit code 2 (`--debug` shows the traceback);
 a run whose every member diverged exits 1; Ctrl-C exits 130 after finishing the run directory.
@@ -25,6 +26,7 @@ import numpy as np
 import yaml
 
 from . import cli_report
+from . import cli_preview
 from .allocator import keep_freed_memory
 from .checkpoints import CheckpointError
 from .config import RecipeError
@@ -116,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     datasets = sub.add_parser("datasets", help="list the built-in data sets")
     datasets.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     cli_report.add_parser(sub)
+    cli_preview.add_parser(sub)
     return parser
 
 
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.append(f"train.device={args.device}")
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
-                "predict": cmd_predict, "datasets": cmd_datasets, "report": cli_report.run}
+                "predict": cmd_predict, "datasets": cmd_datasets, "report": cli_report.run,
+                "preview": cli_preview.run}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:

@@ -1,6 +1,6 @@
 """Typed, frozen recipe objects, parsed from plain dicts (YAML) with errors that name the key.
 
-A recipe has six sections (``data``, ``model``, ``penalty``, ``constraints``, ``train``, ``track``) and a ``seed``.
+A recipe has seven sections (``data``, ``model``, ``penalty``, ``constraints``, ``train``, ``augment``, ``track``) and a ``seed``.
 Every numeric hyper-parameter marked *per member* accepts a number or a list of numbers, one per
 member of the population; lists of length M make a population of M models trained as one.
 """
@@ -285,6 +285,53 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class ImageAugmentConfig:
+    """Image augmentation of training batches (E1), batched on the device, each member by its own numbers.
+
+    Every strength is per member and 0 turns its transform off. `p` is the share of images each enabled
+    transform acts on (drawn per image and transform); the flips and the channel shuffle are probabilities
+    themselves. Rows are viewed as images [C, H, W] through `model.input_shape` (the data set's image shape).
+    """
+
+    p: PerMember = field(default=1.0, metadata=_member(0.0, 1.0, hyper="aug_p"))
+    hflip: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_hflip"))  # P(flip left-right)
+    vflip: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_vflip"))  # P(flip up-down)
+    rotate: PerMember = field(default=0.0, metadata=_member(0.0, 180.0, hyper="aug_rotate"))  # degrees: U(-r, r)
+    zoom: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="aug_zoom"))  # scale U(1-z, 1+z)
+    shift: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_shift"))  # share of the side: U(-s, s)
+    crop: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="aug_crop"))  # a fragment of side 1-U(0,c), resized
+    resolution: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="aug_resolution"))  # down to 1-r, up again
+    brightness: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="aug_brightness"))  # x + U(-b, b)
+    contrast: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_contrast"))  # about the mean, x U(1-c, 1+c)
+    hue: PerMember = field(default=0.0, metadata=_member(0.0, 0.5, hyper="aug_hue"))  # hue turn U(-h, h) of a full turn
+    saturation: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_saturation"))  # factor U(1-s, 1+s)
+    sharpness: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="aug_sharpness"))  # factor 1 + U(0, s)
+    elastic: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="aug_elastic"))  # displacement, pixels
+    blur: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="aug_blur"))  # Gaussian sigma U(0, s), pixels
+    noise: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="aug_noise"))  # std of added N(0, 1)
+    channel_shuffle: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_channel_shuffle"))
+    glare: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="aug_glare"))  # a bright patch, height U(0, g)
+    erase: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="aug_erase"))  # a box of area share U(0.02, e)
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Mixing two training images and their labels (E1): mixup or cutmix, per member alpha and share `p`."""
+
+    kind: str = field(default="none", metadata=_choices("none", "mixup", "cutmix"))
+    alpha: PerMember = field(default=0.2, metadata=_member(0.0, None, open_low=True, hyper="mix_alpha"))  # Beta(a, a)
+    p: PerMember = field(default=1.0, metadata=_member(0.0, 1.0, hyper="mix_p"))  # share of images mixed
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of training batches only (E1-E5); validation, test and scored rows never pass through it."""
+
+    image: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """What a run writes beside its metrics."""
 
@@ -305,6 +352,7 @@ class Recipe:
     prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     seed: Any = 0
     name: str | None = None
@@ -475,7 +523,7 @@ class MemberField:
     integer: bool = False
 
 
-MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "prune", "quantize", "distill")
+MEMBER_SECTIONS = ("model", "penalty", "constraints", "train", "augment", "prune", "quantize", "distill")
 """The recipe sections that hold per-member numbers, in the order their fields are listed."""
 
 

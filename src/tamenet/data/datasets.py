@@ -23,7 +23,7 @@ import torch
 from tamenet.config import DataConfig
 from tamenet.data.files import FileArrays, read_csv, read_npz
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression")  # what a user's file may hold; built-in `digits_masks` is task "dense"
 MAX_AUTO_CLASSES = 50
 """``task: auto`` reads integer/bool labels with at most this many distinct values as classes."""
 
@@ -223,6 +223,24 @@ def _load_spirals(cfg: DataConfig) -> Dataset:
     )
 
 
+MASK_THRESHOLD = 8.0
+"""`digits_masks`: a pixel belongs to the stroke when its grey value (0..16) is above this."""
+
+
+def _load_digits_masks(cfg: DataConfig) -> Dataset:
+    """Scikit-learn's digits with a dense target: each image's stroke mask, 1 where the pixel is above
+    `MASK_THRESHOLD` (task ``dense``: one 0/1 target per pixel, for a fully convolutional model, E4)."""
+    from sklearn import datasets as skdatasets  # imported here: slow, and only needed to load the data
+
+    X = skdatasets.load_digits().data.astype(np.float32)
+    y = (X > MASK_THRESHOLD).astype(np.float32)
+    return Dataset(
+        name="digits_masks", X=X, y=y, task="dense", classes=None,
+        feature_names=tuple(f"pixel_{i}_{j}" for i in range(8) for j in range(8)), image_shape=(1, 8, 8),
+        description=f"digits stroke masks: 1797 8x8 grey images, target the 64 pixels above {MASK_THRESHOLD:g} of 16",
+    )
+
+
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
     "digits": _sklearn("load_digits", "digits", "classification", (1, 8, 8),
                        "Handwritten digits: 1797 8x8 grey images, 10 classes"),
@@ -233,6 +251,7 @@ DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
                               "Breast cancer Wisconsin (diagnostic): 569 tumours, 30 features, malignant/benign"),
     "wine": _sklearn("load_wine", "wine", "classification", None,
                      "Wine recognition: 178 wines, 13 chemical features, 3 cultivars"),
+    "digits_masks": _load_digits_masks,
     "mnist1d": _load_mnist1d,
     "moons": _load_moons,
     "spirals": _load_spirals,
@@ -258,6 +277,8 @@ _INFO: dict[str, dict[str, Any]] = {
                       "description": "breast tumours, malignant or benign, from 30 cell-nucleus features (scikit-learn)"},
     "wine": {"n_samples": 178, "n_features": 13, "task": "classification", "n_classes": 3,
              "description": "wines of 3 cultivars from 13 chemical measures (scikit-learn)"},
+    "digits_masks": {"n_samples": 1797, "n_features": 64, "task": "dense", "n_classes": None,
+                     "description": "digits with a dense target: each image's stroke mask (64 pixels, 0/1)"},
     "mnist1d": {"n_samples": 5000, "n_features": 40, "task": "classification", "n_classes": 10,
                 "description": "MNIST-1D: 10 digit templates as noisy, shifted 1-D signals of length 40; option n_samples"},
     "moons": {"n_samples": 1000, "n_features": 2, "task": "classification", "n_classes": 2,

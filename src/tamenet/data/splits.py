@@ -313,6 +313,8 @@ def prepare(cfg: DataConfig, *, X: Any = None, y: Any = None, X_val: Any = None,
         return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
 
     def targets(idx: np.ndarray) -> torch.Tensor:
+        if data.task == "dense":  # a 0/1 value per pixel (digits_masks): float targets [n, P], never scaled
+            return torch.from_numpy(np.ascontiguousarray(data.y[idx], dtype=np.float32))
         if not regression:
             return torch.from_numpy(np.ascontiguousarray(data.y[idx], dtype=np.int64))
         values = data.y[idx] if target_scaler is None else target_scaler.transform(data.y[idx])
@@ -326,7 +328,7 @@ def prepare(cfg: DataConfig, *, X: Any = None, y: Any = None, X_val: Any = None,
         X_val=inputs(val), y_val=targets(val),
         X_test=inputs(test), y_test=targets(test),
         n_features=int(data.X.shape[1]),
-        n_outputs=1 if regression else len(data.classes or ()),
+        n_outputs=1 if regression else (data.y.shape[1] if data.task == "dense" else len(data.classes or ())),
         classes=data.classes,
         feature_names=data.feature_names,
         image_shape=data.image_shape,

@@ -11,9 +11,10 @@ from ..registry import lookup
 from ..train.hyper import member_values
 from .base import Population
 from .convnets import build_cnn, build_resnet
+from .fcn import build_fcn
 from .mlp import build_linear, build_mlp
 
-MODELS = {"mlp": build_mlp, "linear": build_linear, "cnn": build_cnn, "resnet": build_resnet}
+MODELS = {"mlp": build_mlp, "linear": build_linear, "cnn": build_cnn, "resnet": build_resnet, "fcn": build_fcn}
 """Model kind -> builder(ModelConfig, n_in=, n_out=, seeds=)."""
 
 
@@ -34,6 +35,7 @@ def build_model(
     ks = cfg.input_features if isinstance(cfg.input_features, list) else [cfg.input_features]
     if any(k != 0 for k in ks):
         model.add_input_mask(n_in)
+    model.image_shape = tuple(cfg.input_shape) if cfg.input_shape is not None else None  # augmentation's view of a row
     if quantize is not None and quantize.active:
         attach_weight_quantizers(model, quantize, [int(b) for b in member_values(quantize.bits, len(seeds), "quantize.bits")])
     return attach_prune_masks(model, prune)

@@ -42,6 +42,7 @@ from ..nn import GroupNorm as PopulationGroupNorm, MinMaxWeight, SpectralNorm, S
 from ..nn import WeightStandardization
 from .base import Population, Wrapped
 from .convnets import CNN, BasicBlock, ResNet
+from .fcn import FCN
 from .mlp import MLP
 
 
@@ -309,7 +310,7 @@ TRAINING_ONLY = (DropConnect, GaussianNoise, PruneMasks)
 zeros already: their masks stay behind)."""
 
 KNOWN_MODULES = (
-    MLP, CNN, ResNet, BasicBlock, nn.ModuleList, nn.Identity, Linear, Conv, Dropout, *TRAINING_ONLY,
+    MLP, CNN, ResNet, FCN, BasicBlock, nn.ModuleList, nn.Identity, Linear, Conv, Dropout, *TRAINING_ONLY,
     BatchNorm, LayerNorm, InstanceNorm, PopulationGroupNorm, PopulationSwitchNorm,
     WeightStandardization, MinMaxWeight, SpectralNorm, WeightQuantizer,
 )
@@ -367,6 +368,22 @@ def _global_average(dims: int) -> list[nn.Module]:
 def export_cnn(model: CNN, m: int) -> list[nn.Module]:
     """[mask] [dropout] -> Unflatten to [C, *S] -> (conv -> norm/activation -> dropout [+ skip] -> [pool]) x L
     -> global average pooling or flatten -> (Linear -> activation -> dropout) x H -> Linear."""
+    layers = _conv_blocks(model, m)
+    layers += _global_average(model.dims) if model.readout == "gap" else [nn.Flatten(1)]
+    for i, linear in enumerate(model.head):
+        layers += [plain_linear(linear, m), plain_activation(model.activation, where="activation")]
+        layers += plain_dropout(model.head_dropouts[i], m)
+    return layers + [plain_linear(model.output, m)]
+
+
+def export_fcn(model: FCN, m: int) -> list[nn.Module]:
+    """The cnn's blocks -> 1x1 conv -> global average (class scores) or flatten (one logit per pixel and map)."""
+    layers = _conv_blocks(model, m) + [plain_conv(model.output, m)]
+    return layers + (_global_average(model.dims) if model.readout == "gap" else [nn.Flatten(1)])
+
+
+def _conv_blocks(model: CNN | FCN, m: int) -> list[nn.Module]:
+    """[mask] [dropout] -> Unflatten to [C, *S] -> (conv -> norm/activation -> dropout [+ skip] -> [pool]) x L."""
     dims = model.dims
     layers = _input_layers(model, m) + [nn.Unflatten(1, model.input_shape)]
     pools = {"max": PLAIN_MAX_POOLS, "avg": PLAIN_AVG_POOLS}
@@ -386,11 +403,7 @@ def export_cnn(model: CNN, m: int) -> list[nn.Module]:
             layers += body
         if pooled:
             layers.append(pools[model.pool_kind][dims](2, 2))
-    layers += _global_average(dims) if model.readout == "gap" else [nn.Flatten(1)]
-    for i, linear in enumerate(model.head):
-        layers += [plain_linear(linear, m), plain_activation(model.activation, where="activation")]
-        layers += plain_dropout(model.head_dropouts[i], m)
-    return layers + [plain_linear(model.output, m)]
+    return layers
 
 
 def _optional(layer: nn.Module | None) -> list[nn.Module]:
@@ -420,7 +433,7 @@ def export_resnet(model: ResNet, m: int) -> list[nn.Module]:
     return layers + _global_average(dims) + [plain_linear(model.output, m)]
 
 
-EXPORTERS = {MLP: export_mlp, CNN: export_cnn, ResNet: export_resnet}
+EXPORTERS = {MLP: export_mlp, CNN: export_cnn, ResNet: export_resnet, FCN: export_fcn}
 """Population class -> function(population, m) giving member m's layers in order (preprocessing apart)."""
 
 

@@ -25,6 +25,7 @@ DROPOUT_LAYERS = {
     "linear": lambda cfg: 1,
     "cnn": cnn_dropout_layers,
     "resnet": resnet_dropout_layers,
+    "fcn": lambda cfg: 1 + len(cfg.channels),
 }
 """Model kind -> number of dropout sites of the recipe's model: the input first, then its hidden layers or blocks."""
 

@@ -62,7 +62,7 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
     rows = np.sort(np.concatenate([parts.train, parts.val]))
     if data.featurize is not None:  # text: the vocabulary of the pool's rows (never the test rows')
         data = data.featurize(rows)
-    n_out = len(data.classes) if data.task == "classification" else 1
+    n_out = len(data.classes) if data.task == "classification" else (data.y.shape[1] if data.task == "dense" else 1)
     groups = None if data.groups is None else data.groups[rows]
     return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(parts.test), data.image_shape, groups)
 

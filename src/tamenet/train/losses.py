@@ -1,7 +1,8 @@
 """Per-member losses and metrics for the two heads of A1.
 
-Classification: softmax cross-entropy `-log softmax(z)_y`. Regression: `1/2 (y - y_hat)^2`.
-Both are averaged over the batch, giving one value per member [M].
+Classification: softmax cross-entropy `-log softmax(z)_y`. Regression: `1/2 (y - y_hat)^2`. Dense (a 0/1 target
+per pixel, e.g. a segmentation mask [.., H*W]): the binary cross-entropy of each pixel's logit, averaged over the
+pixels, with pixel accuracy as its metric. All are averaged over the batch, giving one value per member [M].
 """
 
 from __future__ import annotations
@@ -9,20 +10,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-TASK_METRIC = {"classification": "accuracy", "regression": "rmse"}
+TASK_METRIC = {"classification": "accuracy", "regression": "rmse", "dense": "accuracy"}
 """The metric each task reports: accuracy (higher is better) or RMSE in target units (lower is better)."""
 
 
-def _targets(y: torch.Tensor, members: int) -> torch.Tensor:
-    return y.unsqueeze(0).expand(members, *y.shape) if y.dim() == 1 else y
+def _targets(y: torch.Tensor, members: int, task: str = "classification") -> torch.Tensor:
+    shared = y.dim() == (2 if task == "dense" else 1)
+    return y.unsqueeze(0).expand(members, *y.shape) if shared else y
 
 
 def sample_losses(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """Loss of every member on every sample: out [M, B, K], y [B] (shared) or [M, B] -> [M, B]."""
     m, b = out.shape[:2]
-    y = _targets(y, m)
+    y = _targets(y, m, task)
     if task == "classification":
         return F.cross_entropy(out.reshape(m * b, -1), y.reshape(-1), reduction="none").view(m, b)
+    if task == "dense":
+        return F.binary_cross_entropy_with_logits(out, y.to(out.dtype), reduction="none").mean(-1)
     return 0.5 * (out.squeeze(-1) - y).square()
 
 
@@ -34,9 +38,11 @@ def member_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
 @torch.no_grad()
 def sample_scores(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """Per member and sample: 1 for a correct prediction (classification) or the squared error (regression)."""
-    y = _targets(y, out.shape[0])
+    y = _targets(y, out.shape[0], task)
     if task == "classification":
         return out.argmax(-1) == y
+    if task == "dense":
+        return ((out > 0) == (y > 0.5)).to(torch.float32).mean(-1)
     return (out.squeeze(-1) - y).square()
 
 
@@ -49,7 +55,7 @@ def member_score_sum(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Ten
 def finish_metric(score_sum: torch.Tensor, count, task: str, *, target_std=1.0) -> torch.Tensor:
     """Accuracy from correct counts, or RMSE (in the target's own units) from squared-error sums."""
     mean = score_sum.to(torch.float64) / count
-    return mean if task == "classification" else torch.sqrt(mean) * target_std
+    return torch.sqrt(mean) * target_std if task == "regression" else mean
 
 
 @torch.no_grad()
@@ -104,3 +110,20 @@ class HardTargets:
 
     def __call__(self, trainer, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return member_loss(out, y, trainer.data.task)
+
+
+class SoftTargets:
+    """The training loss with soft targets: `-sum_k t_k log softmax(z)_k` per sample, each member's batch mean [M].
+
+    Targets are mixed labels (`augment.mix.MixedLabels`: lam onehot(y_i) + (1 - lam) onehot(y_j), K from the
+    outputs) or a tensor [M, B, K] of class probabilities; hard labels and regression values fall back to
+    `HardTargets`. With one-hot targets this is exactly the cross-entropy of `HardTargets`."""
+
+    def begin_epoch(self, trainer) -> bool:
+        return True
+
+    def __call__(self, trainer, out: torch.Tensor, y) -> torch.Tensor:
+        soft = y.soft(out.shape[-1]) if hasattr(y, "soft") else y
+        if not (torch.is_tensor(soft) and soft.is_floating_point() and soft.dim() == 3):
+            return member_loss(out, soft, trainer.data.task)
+        return -(soft.to(out.dtype) * torch.log_softmax(out, dim=-1)).sum(-1).mean(1)

@@ -1,15 +1,17 @@
 """The training step, built once from the recipe as a short list of small pieces, in this order:
 
-    input transforms   batch -> batch          input noise (D4); augmentation next
+    augmentation       batch, targets -> batch, targets   images (E1, dense targets move along: E4), then mixing
+    input transforms   batch -> batch          input noise (D4)
     model              batch -> outputs [M, B, K]
-    train loss         outputs, targets -> [M]  hard targets; soft targets and mixed labels next
-    gradient transforms                        tied gradients, penalties, soft sharing, masks, pruning, clipping
+    train loss         outputs, targets -> [M]  hard targets; soft targets when labels are mixed; distillation
+    gradient transforms                        tied gradients, penalties, soft sharing, masks, L2-SP, pruning, clipping
     optimizer          lr [M] = base lr x schedule x (member still training)
     projections        after the step           L1's proximal step, constraints, pruning masks
 
 A piece is a small object in its own module (`penalties.py`, `constraints.py`, `clipping.py`, `losses.py`,
 `input_transforms.py`) with `begin_epoch(trainer) -> bool` (whether it acts this epoch, decided once per epoch, so no
-host synchronization happens inside the epoch's steps) and `__call__`: `(trainer, x) -> x` for an input transform,
+host synchronization happens inside the epoch's steps) and `__call__`: `(trainer, x, y) -> (x, y)` for an
+augmentation, `(trainer, x) -> x` for an input transform,
 `(trainer, out, y) -> loss [M]` for the loss, `(trainer) -> None` on the `.grad`s for a gradient transform,
 `(trainer, lr) -> None` on the weights for a projection. It reads the members' numbers from `trainer.hyper` at each
 call (compaction replaces them); a piece that holds per-member state of its own also has `keep_members_(index)`.
@@ -26,11 +28,11 @@ import torch
 from ..compress.distillation import DistillTargets
 from ..compress.pruning import PruneGradients, PruneWeights
 from ..clipping import ClipGradients
-from ..config import Recipe
+from ..config import Recipe, RecipeError
 from ..constraints import MaskGradients, ProjectConstraints, TieGradients
 from ..penalties import L1Proximal, PenaltyGradients, SoftSharingGradients
 from .input_transforms import InputNoise
-from .losses import HardTargets
+from .losses import HardTargets, SoftTargets
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -44,15 +46,17 @@ class Step:
     loss: Any
     gradients: list[Any]
     projections: list[Any]
+    augment: list[Any] = field(default_factory=list)  # (trainer, x, y) -> (x, y), before the input transforms
     _acting: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def pieces(self) -> list[Any]:
-        return [*self.inputs, self.loss, *self.gradients, *self.projections]
+        return [*self.augment, *self.inputs, self.loss, *self.gradients, *self.projections]
 
     def begin_epoch(self, trainer: "Trainer") -> None:
         """Ask each piece whether it acts in this epoch (it may also prepare per-epoch values)."""
         self._acting = {
+            "augment": [p for p in self.augment if p.begin_epoch(trainer)],
             "inputs": [p for p in self.inputs if p.begin_epoch(trainer)],
             "gradients": [p for p in self.gradients if p.begin_epoch(trainer)],
             "projections": [p for p in self.projections if p.begin_epoch(trainer)],
@@ -66,6 +70,8 @@ class Step:
 
     def __call__(self, trainer: "Trainer", x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train every member on its batch (x, y) with learning rates lr [M]; returns (outputs, loss [M])."""
+        for piece in self._acting["augment"]:
+            x, y = piece(trainer, x, y)
         for transform in self._acting["inputs"]:
             x = transform(trainer, x)
         out = trainer.model(x)
@@ -81,12 +87,21 @@ class Step:
         return out, loss
 
 
-def build_step(recipe: Recipe) -> Step:
-    """The recipe's step. Adding a regularizer is adding its piece here (and its `PerMember` field in `config.py`)."""
+def build_step(recipe: Recipe, *, image_shape: tuple[int, ...] | None = None) -> Step:
+    """The recipe's step. Adding a regularizer is adding its piece here (and its `PerMember` field in `config.py`).
+    `image_shape`: the rows' image shape [C, H, W] for augmentation (default: the model's `input_shape`)."""
+    from ..augment import augment_pieces  # the augmentation pieces the recipe asks for (none by default)
+
     clip = recipe.train.clip
+    augment = augment_pieces(recipe, image_shape=image_shape)
+    mixes = recipe.augment.mix.kind != "none"
+    if mixes and recipe.distill.active:
+        raise RecipeError(f"augment.mix: the teacher's logits belong to unmixed rows; expected augment.mix.kind 'none' "
+                          f"with distill.teacher, got {recipe.augment.mix.kind!r}")
     return Step(
+        augment=augment,
         inputs=[InputNoise()],
-        loss=DistillTargets() if recipe.distill.active else HardTargets(),
+        loss=DistillTargets() if recipe.distill.active else SoftTargets() if mixes else HardTargets(),
         gradients=[
             TieGradients(),
             PenaltyGradients(),
