@@ -25,6 +25,7 @@ import torch
 
 from ..compress.distillation import DistillTargets
 from ..compress.pruning import PruneGradients, PruneWeights
+from ..compress.transfer_step import FreezeNorms, L2SPGradients, RestoreFrozen
 from ..clipping import ClipGradients
 from ..config import Recipe
 from ..constraints import MaskGradients, ProjectConstraints, TieGradients
@@ -84,16 +85,19 @@ class Step:
 def build_step(recipe: Recipe) -> Step:
     """The recipe's step. Adding a regularizer is adding its piece here (and its `PerMember` field in `config.py`)."""
     clip = recipe.train.clip
+    transfers = recipe.train.init_from is not None
     return Step(
-        inputs=[InputNoise()],
+        inputs=[InputNoise(), *([FreezeNorms()] if transfers else [])],
         loss=DistillTargets() if recipe.distill.active else HardTargets(),
         gradients=[
             TieGradients(),
             PenaltyGradients(),
             SoftSharingGradients(),
             MaskGradients(),
+            *([L2SPGradients()] if transfers else []),
             *([PruneGradients()] if recipe.prune.active else []),
             *([ClipGradients(clip.by, clip.eps)] if clip.by != "none" else []),
         ],
-        projections=[L1Proximal(), ProjectConstraints(), *([PruneWeights()] if recipe.prune.active else [])],
+        projections=[L1Proximal(), ProjectConstraints(), *([PruneWeights()] if recipe.prune.active else []),
+                     *([RestoreFrozen()] if transfers else [])],
     )
