@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from .compress.distillation import attach_teacher
+from .compress.transfer_step import apply_transfer, attach_transfer
 from .config import Recipe, to_dict
 from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
@@ -234,9 +235,11 @@ def fit(
         model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds,
                             input_shape=data.image_shape, prune=recipe.prune,
                             quantize=recipe.quantize)
+    transfer = apply_transfer(model, recipe, data)  # H4: a resumed run's weights then come from its checkpoint
     rows = MemberData.from_split(data, model.members)
     # built before the run directory: a layer name the model lacks is refused before any file is written
     trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)
+    attach_transfer(trainer, transfer)
     attach_teacher(trainer, recipe, data)  # H3: the teacher's logits, checked against this run's data and split
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None

@@ -125,6 +125,8 @@ class PenaltyConfig:
     penalize_norm: bool = False
     layer_scale: list[float] | None = None  # one multiplier per weight layer, input first
     soft_sharing: PerMember = field(default=0.0, metadata=_member(0.0, None))  # lambda of C4
+    l2_sp: PerMember = field(default=0.0, metadata=_member(0.0, None))  # alpha of L2-SP: copied weights to the source's
+    l2_sp_head: PerMember = field(default=0.0, metadata=_member(0.0, None))  # beta of L2-SP: the new head to 0
     sharing_groups: list[SharingGroup] = field(default_factory=list)
 
 
@@ -204,6 +206,11 @@ class TrainConfig:
     input_noise: PerMember = field(default=0.0, metadata=_member(0.0, None))  # std of Gaussian noise
     # where the population trains: "auto" is the GPU when PyTorch sees one, else the CPU
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
+    # transfer (H4): start from another run's layers, freeze the first `freeze` weight layers, and train the
+    # copied layers at `copied_lr` times the learning rate (soft transfer)
+    init_from: str | None = None
+    freeze: int = field(default=0, metadata=_range(0, None))
+    copied_lr: PerMember = field(default=1.0, metadata=_member(0.0, None))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..config import Recipe, to_dict
 from ..compress.distillation import refuse_in_cross_validation
+from ..compress.transfer_step import refuse_transfer_in_cross_validation
 from ..recipes import load_recipe
 from ..registry import lookup
 from ..track import RunDir
@@ -38,6 +39,7 @@ def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_split
     """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
     recipe = load_recipe(source, overrides)
     refuse_in_cross_validation(recipe)
+    refuse_transfer_in_cross_validation(recipe)
     pool = make_pool(recipe)
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
@@ -191,6 +193,7 @@ def search(
     memory_budget(max_memory)
     recipe = load_recipe(recipe, overrides)
     refuse_in_cross_validation(recipe)
+    refuse_transfer_in_cross_validation(recipe)
     if trials is None:
         axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
         keys = list(axes)

@@ -54,6 +54,13 @@ class PopulationOptimizer:
         self.decay = bool((hyper["weight_decay"] != 0).any())
         self.index = {r.name: i for i, r in enumerate(roles)}
         self.l1_checked = False
+        self.lr_scale: dict[int, torch.Tensor] = {}  # per parameter: a factor [M] on its learning rate (transfer)
+
+    def scale_lr(self, factors: dict[str, torch.Tensor]) -> None:
+        """Multiply these parameters' learning rates by a factor per member (e.g. copied layers in soft transfer)."""
+        for name, factor in factors.items():
+            i = self.index[name]
+            self.lr_scale[i] = factor.to(self.roles[i].param.device, self.roles[i].param.dtype).view(self.shapes[i])
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
@@ -64,6 +71,8 @@ class PopulationOptimizer:
             if g is None:
                 continue
             lr_i = lr.to(p.device, p.dtype).view(self.shapes[i])
+            if i in self.lr_scale:
+                lr_i = lr_i * self.lr_scale[i]
             if self.decay:  # decoupled: w <- w - lr * wd * w
                 p.mul_(1.0 - lr_i * self.hyper[i]["weight_decay"])
             self.update(i, p, g, lr_i)
@@ -110,6 +119,8 @@ class PopulationOptimizer:
                 continue
             self.state[i] = {k: v[members].clone() for k, v in self.state[i].items()}
             self.hyper[i] = {k: v[members] for k, v in self.hyper[i].items()}
+            if i in self.lr_scale:
+                self.lr_scale[i] = self.lr_scale[i][members]
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "state": [{k: v.clone() for k, v in s.items()} for s in self.state]}

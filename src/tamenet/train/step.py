@@ -27,6 +27,7 @@ import torch
 
 from ..compress.distillation import DistillTargets
 from ..compress.pruning import PruneGradients, PruneWeights
+from ..compress.transfer_step import FreezeNorms, L2SPGradients, RestoreFrozen
 from ..clipping import ClipGradients
 from ..config import Recipe, RecipeError
 from ..constraints import MaskGradients, ProjectConstraints, TieGradients
@@ -98,17 +99,20 @@ def build_step(recipe: Recipe, *, image_shape: tuple[int, ...] | None = None) ->
     if mixes and recipe.distill.active:
         raise RecipeError(f"augment.mix: the teacher's logits belong to unmixed rows; expected augment.mix.kind 'none' "
                           f"with distill.teacher, got {recipe.augment.mix.kind!r}")
+    transfers = recipe.train.init_from is not None
     return Step(
         augment=augment,
-        inputs=[InputNoise()],
+        inputs=[InputNoise(), *([FreezeNorms()] if transfers else [])],
         loss=DistillTargets() if recipe.distill.active else SoftTargets() if mixes else HardTargets(),
         gradients=[
             TieGradients(),
             PenaltyGradients(),
             SoftSharingGradients(),
             MaskGradients(),
+            *([L2SPGradients()] if transfers else []),
             *([PruneGradients()] if recipe.prune.active else []),
             *([ClipGradients(clip.by, clip.eps)] if clip.by != "none" else []),
         ],
-        projections=[L1Proximal(), ProjectConstraints(), *([PruneWeights()] if recipe.prune.active else [])],
+        projections=[L1Proximal(), ProjectConstraints(), *([PruneWeights()] if recipe.prune.active else []),
+                     *([RestoreFrozen()] if transfers else [])],
     )
