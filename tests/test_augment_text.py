@@ -146,3 +146,19 @@ def test_population_member_equals_its_separate_run(tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5, abs=1e-7)
     first = [r["train_loss"] for r in both.history if r["member"] == 0]
     assert first != [r["train_loss"] for r in pair]
+
+
+def test_the_recipe_section_holds_text_and_audio_strengths_as_member_axes_and_fit_says_where_they_train():
+    from tamenet.api import fit
+    from tamenet.config import Recipe, RecipeError, member_fields, parse
+    from tamenet.select.search import split_grid
+
+    paths = {f.path for f in member_fields()}
+    assert {"augment.text.word_delete", "augment.audio.pitch"} <= paths
+    recipe = parse(Recipe, {"augment": {"text": {"word_delete": 0.2}}})
+    structures, numbers = split_grid(recipe, {"augment.text.word_delete": [0.0, 0.1, 0.3]})
+    assert structures == [{}] and len(numbers) == 3
+    with pytest.raises(RecipeError, match="augment.text.word_delete: expected a value <= 1.0"):
+        parse(Recipe, {"augment": {"text": {"word_delete": 1.5}}})
+    with pytest.raises(RecipeError, match="fit_augmented"):
+        fit({"augment": {"text": {"word_delete": 0.2}}})

@@ -16,7 +16,8 @@ from . import __version__
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from .compress.distillation import attach_teacher
 from .compress.transfer_step import apply_transfer, attach_transfer
-from .config import Recipe, to_dict
+from .augment.config_text_audio import augments_text_or_audio
+from .config import Recipe, RecipeError, to_dict
 from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
 from .models import Population, Wrapped, build_model, count_parameters
@@ -222,6 +223,10 @@ def fit(
         recipe = load_recipe(ensemble_recipe(recipe, ensemble))
         if module is not None and ensemble != 1:
             raise ValueError(f"ensemble: a user's module trains as a population of one, got ensemble={ensemble!r}")
+    if augments_text_or_audio(recipe):
+        raise RecipeError("augment.text / augment.audio: text and audio augmentation trains through "
+                          "tamenet.train.text_audio_fit.fit_augmented(recipe) in this version (no run directory, not "
+                          "yet `tamenet train`); expected no text or audio operations here")
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
     data = prepare(recipe.data, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)

@@ -331,11 +331,42 @@ class MixConfig:
 
 
 @dataclass(frozen=True)
+class TextAugmentConfig:
+    """Operations on the training strings, re-drawn every epoch per member (probabilities, 0: off)."""
+
+    synonym: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_synonym"))
+    word_delete: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_word_delete"))
+    sentence_delete: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_sentence_delete"))
+    sentence_shuffle: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_sentence_shuffle"))
+    back_translate: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_back_translate"))
+    synonyms: str | None = None  # a TSV file of `word<TAB>synonym<TAB>synonym...` lines; default: the built-in map
+
+
+@dataclass(frozen=True)
+class AudioAugmentConfig:
+    """Operations on the training waveforms, per batch and member; each fires on a row with probability `p`."""
+
+    p: PerMember = field(default=0.5, metadata=_member(0.0, 1.0, hyper="audio_p"))
+    trim: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="audio_trim"))  # share of the length
+    trim_mode: str = field(default="any", metadata=_choices("any", "start", "end", "middle"))
+    fragment: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="audio_fragment"))  # relative change
+    stretch: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="audio_stretch"))  # relative change
+    pitch: PerMember = field(default=0.0, metadata=_member(0.0, 12.0, hyper="audio_pitch"))  # semitones
+    warp: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="audio_warp"))  # Hz
+    background: PerMember = field(default=0.0, metadata=_member(0.0, 100.0, hyper="audio_background"))  # SNR dB
+    noise: PerMember = field(default=0.0, metadata=_member(0.0, 100.0, hyper="audio_noise"))  # SNR dB, 0: off
+    background_path: str | None = None  # a WAV file or folder of background recordings
+
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     """Augmentation of training batches only (E1-E5); validation, test and scored rows never pass through it."""
 
     image: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)
     mix: MixConfig = field(default_factory=MixConfig)
+    text: TextAugmentConfig = field(default_factory=TextAugmentConfig)  # on strings, before featurization (E2)
+    audio: AudioAugmentConfig = field(default_factory=AudioAugmentConfig)  # on waveforms, before log-mel (E3)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Every strength is a per-member number (`PerMember` with `_member` metadata), named in the loop's hyper-parameter
 tensors with a ``text_`` or ``audio_`` prefix, so once the recipe's ``augment`` section holds these two
-dataclasses, ``--grid augment.audio.pitch=0,1,2`` trains the values as members of one population. Until then
-`member_strengths` reads them from the config objects directly.
+dataclasses (they are: `config.AugmentConfig`), ``--grid augment.audio.pitch=0,1,2`` trains the values as members
+of one population.
 
 ```yaml
 augment:
@@ -14,38 +14,10 @@ augment:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import Any
 
-from ..config import PerMember, _choices, _member, parse
-
-
-@dataclass(frozen=True)
-class TextAugmentConfig:
-    """Operations on the training strings, re-drawn every epoch per member (probabilities, 0: off)."""
-
-    synonym: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_synonym"))
-    word_delete: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_word_delete"))
-    sentence_delete: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_sentence_delete"))
-    sentence_shuffle: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_sentence_shuffle"))
-    back_translate: PerMember = field(default=0.0, metadata=_member(0.0, 1.0, hyper="text_back_translate"))
-    synonyms: str | None = None  # a TSV file of `word<TAB>synonym<TAB>synonym...` lines; default: the built-in map
-
-
-@dataclass(frozen=True)
-class AudioAugmentConfig:
-    """Operations on the training waveforms, per batch and member; each fires on a row with probability `p`."""
-
-    p: PerMember = field(default=0.5, metadata=_member(0.0, 1.0, hyper="audio_p"))
-    trim: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="audio_trim"))  # share of the length
-    trim_mode: str = field(default="any", metadata=_choices("any", "start", "end", "middle"))
-    fragment: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="audio_fragment"))  # relative change
-    stretch: PerMember = field(default=0.0, metadata=_member(0.0, 0.9, hyper="audio_stretch"))  # relative change
-    pitch: PerMember = field(default=0.0, metadata=_member(0.0, 12.0, hyper="audio_pitch"))  # semitones
-    warp: PerMember = field(default=0.0, metadata=_member(0.0, None, hyper="audio_warp"))  # Hz
-    background: PerMember = field(default=0.0, metadata=_member(0.0, 100.0, hyper="audio_background"))  # SNR dB
-    noise: PerMember = field(default=0.0, metadata=_member(0.0, 100.0, hyper="audio_noise"))  # SNR dB, 0: off
-    background_path: str | None = None  # a WAV file or folder of background recordings
+from ..config import AudioAugmentConfig, TextAugmentConfig, parse  # noqa: F401 (declared in config.py, re-exported)
 
 
 TEXT_STRENGTHS = ("synonym", "word_delete", "sentence_delete", "sentence_shuffle", "back_translate")
@@ -83,3 +55,12 @@ def augment_population_size(cfg: Any) -> int:
     if len(sizes) > 1:
         raise ValueError(f"augment: per-member lists must have one length, got {sorted(sizes)}")
     return sizes.pop() if sizes else 1
+
+
+def augments_text_or_audio(recipe: Any) -> bool:
+    """Whether the recipe's `augment.text` or `augment.audio` turns any operation on for some member."""
+    def on(cfg: Any, names: tuple[str, ...]) -> bool:
+        values = [getattr(cfg, n) for n in names]
+        return any(max(v) > 0 if isinstance(v, list) else v > 0 for v in values)
+
+    return on(recipe.augment.text, TEXT_STRENGTHS) or on(recipe.augment.audio, tuple(n for n in AUDIO_STRENGTHS if n != "p"))

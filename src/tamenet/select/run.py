@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Recipe, to_dict
+from ..config import Recipe, RecipeError, to_dict
+from ..augment.config_text_audio import augments_text_or_audio
 from ..compress.distillation import refuse_in_cross_validation
 from ..compress.transfer_step import refuse_transfer_in_cross_validation
 from ..recipes import load_recipe
@@ -40,6 +41,9 @@ def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_split
     recipe = load_recipe(source, overrides)
     refuse_in_cross_validation(recipe)
     refuse_transfer_in_cross_validation(recipe)
+    if augments_text_or_audio(recipe):
+        raise RecipeError("augment.text / augment.audio: cross-validation and search do not apply text or audio "
+                          "augmentation yet (the folds would train on clean rows); expected none of their operations")
     pool = make_pool(recipe)
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
@@ -194,6 +198,9 @@ def search(
     recipe = load_recipe(recipe, overrides)
     refuse_in_cross_validation(recipe)
     refuse_transfer_in_cross_validation(recipe)
+    if augments_text_or_audio(recipe):
+        raise RecipeError("augment.text / augment.audio: cross-validation and search do not apply text or audio "
+                          "augmentation yet (the folds would train on clean rows); expected none of their operations")
     if trials is None:
         axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
         keys = list(axes)

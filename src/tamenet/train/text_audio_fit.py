@@ -71,13 +71,16 @@ def fit_augmented(recipe: Any = None, *, text: TextAugmentConfig | dict | None =
 
     started = time.perf_counter()
     recipe = load_recipe(recipe, overrides)
+    if text is None and audio is None:  # the recipe's own augment.text / augment.audio
+        text = recipe.augment.text if recipe.data.name in TEXT_DATA else None
+        audio = recipe.augment.audio if recipe.data.name in AUDIO_DATA else None
     _check_modality(recipe, text, audio)
     if recipe.data.name in AUDIO_DATA:
-        cfg = parse_audio_augment(audio if audio is not None else {})
+        cfg = audio if isinstance(audio, AudioAugmentConfig) else parse_audio_augment(audio if audio is not None else {})
         recipe = _population(recipe, cfg)
         trainer, split = _audio_trainer(recipe, cfg, callbacks, train_per_class)
     elif recipe.data.name in TEXT_DATA:
-        cfg = parse_text_augment(text if text is not None else {})
+        cfg = text if isinstance(text, TextAugmentConfig) else parse_text_augment(text if text is not None else {})
         recipe = _population(recipe, cfg)
         trainer, split = _text_trainer(recipe, cfg, callbacks, translator=translator, synonyms=synonyms,
                                        train_per_class=train_per_class)
