@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from . import cli_export, cli_serve
 from .allocator import keep_freed_memory
 from .checkpoints import CheckpointError
 from .config import RecipeError
@@ -112,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
 
     datasets = sub.add_parser("datasets", help="list the built-in data sets")
     datasets.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    cli_export.add_parser(sub)
+    cli_serve.add_parser(sub)
     return parser
 
 
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.append(f"train.device={args.device}")
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
-                "predict": cmd_predict, "datasets": cmd_datasets}
+                "predict": cmd_predict, "datasets": cmd_datasets, "export": cli_export.run, "serve": cli_serve.run}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:
