@@ -142,21 +142,36 @@ def to_pt_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+class _DropNotes:
+    """A logging filter that keeps only errors: the ONNX exporter's notes on the operators of packages that are
+    not installed (torchvision) are not the user's concern."""
+
+    def filter(self, record: Any) -> bool:
+        return record.levelno >= 40  # logging.ERROR
+
+
 def to_onnx_bytes(model: nn.Module, example: torch.Tensor, *, output: str) -> bytes:
     """The model as one ONNX file (weights inside) with a dynamic batch axis, through `torch.onnx.export`'s
     dynamo exporter. Raises `MissingExtraError` naming the `export` extra when onnx or onnxscript is missing."""
+    import contextlib
+    import logging
     import warnings
 
     from .extras import require
 
     for package in ("onnx", "onnxscript"):
         require(package, extra="export", feature="ONNX export")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), input_names=["rows"], output_names=[output],
-                                    dynamic_shapes=(_batch_axis(),), dynamo=True, external_data=False,
-                                    verbose=False)
+    quiet = _DropNotes()
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    logger.addFilter(quiet)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), input_names=["rows"], output_names=[output],
+                                        dynamic_shapes=(_batch_axis(),), dynamo=True, external_data=False,
+                                        verbose=False)
+    finally:
+        logger.removeFilter(quiet)
     return program.model_proto.SerializeToString()
 
 
