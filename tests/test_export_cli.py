@@ -30,10 +30,9 @@ CASES: dict[str, dict] = {
     # skip connections, LayerNorm after the activation, spectral normalization, classic dropout
     "mlp_residual": {"model": {"widths": [10, 10], "residual": True, "norm": "layer", "norm_position": "after",
                                "weight_norm": "spectral", "dropout": 0.3, "dropout_mode": "classic"}},
-    "mlp_switch": {"model": {"widths": [8], "norm": "switch", "weight_norm": "minmax"}},
     "cnn": {"model": {"kind": "cnn", "channels": [4, 6], "norm": "batch", "head_widths": [8], "dropout": 0.2}},
     "resnet": {"model": {"kind": "resnet", "channels": [4, 8], "norm": "group", "input_features": 40}},
-    "regression": {"data": {"name": "diabetes"}, "model": {"widths": [8], "norm": "batch"}},
+    "regression": {"data": {"name": "diabetes"}, "model": {"widths": [8], "norm": "batch", "weight_norm": "minmax"}},
 }
 RAW = {"digits": load_digits().data[:37], "diabetes": load_diabetes().data[:37]}
 
