@@ -23,7 +23,6 @@ pytest.importorskip("httpx", reason="the server tests talk to it with httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import tamenet  # noqa: E402
-from tamenet import cli_serve  # noqa: E402
 from tamenet.api import fit  # noqa: E402
 from tamenet.cli import main  # noqa: E402
 from tamenet.serve import auth  # noqa: E402
@@ -174,7 +173,6 @@ def test_serve_refuses_a_run_whose_model_cannot_load(run, tmp_path, capsys):
         assert main(["serve", str(path)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("tamenet serve: error:") and words in err
-    assert cli_serve.add_parser is not None
 
 
 def _free_port() -> int:

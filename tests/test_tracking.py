@@ -6,6 +6,7 @@ summary; a tracker that fails is a warning and the run directory is still comple
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -81,8 +82,8 @@ def test_wandb_logs_offline_into_the_run_directory(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
-    with __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("error", TrackerWarning)  # a tracker failure fails this test
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrackerWarning)  # a tracker failure fails this test
         result = fit(_recipe(wandb=True), out=run)
     files = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..config import Recipe, RecipeError, set_key, to_dict
+from ..config import Recipe, set_key, to_dict
 from ..data import Standardizer
 
 NAMED = ("recipe", "early_stopping", "validation_fraction", "random_state")

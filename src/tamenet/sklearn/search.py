@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
-from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted, indexable
 
 from .estimators import TameEstimator, recipe_path
