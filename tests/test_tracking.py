@@ -6,6 +6,7 @@ summary; a tracker that fails is a warning and the run directory is still comple
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import numpy as np
@@ -88,6 +89,10 @@ def test_wandb_logs_offline_into_the_run_directory(tmp_path, monkeypatch):
     files = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
     logged = files[0].read_bytes()
+    deadline = time.monotonic() + 30  # W&B's service process may still be writing the file it was handed
+    while b"final_test_accuracy" not in logged and time.monotonic() < deadline:
+        time.sleep(0.5)
+        logged = files[0].read_bytes()
     for key in (b"member_0/val_loss", b"member_1/train_accuracy", b"member_1/final_test_accuracy", b"dropout"):
         assert key in logged, key
     final = result.summary["per_member"][1]["test"]["accuracy"]
