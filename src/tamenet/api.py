@@ -24,10 +24,12 @@ from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
 from .report.weights import WeightRecorder
 from .track import RunDir, atomic_torch_save, atomic_write_text, plot_curves
+from .track.trackers import make_trackers
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
 from .train.events import Listener
 from .train.hyper import member_table
 from .train.member_data import MemberData
+from .trained import TrainedModel
 from .versioning import code_version
 
 SAVE_EVERY_S = 10.0  # rate limit for the best-so-far model.pt and the resumable last.pt
@@ -251,6 +253,9 @@ def fit(
     if writer is not None:
         trainer.events.add(writer, first=True)
         trainer.events.add(WeightRecorder(run.path))  # weights.csv: per-layer norms and zero shares for the report
+    trackers = make_trackers(recipe.track, run.path if run is not None else None, to_dict(recipe))  # MLflow, W&B
+    for tracker in trackers:
+        trainer.events.add(tracker)
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
         run.rows = [r for r in trainer.history]
@@ -267,9 +272,13 @@ def fit(
         if run is not None:
             writer.save(trainer)
             run.finish("failed", message=f"{type(err).__name__}: {err}")
+        for tracker in trackers:
+            tracker.fail(f"{type(err).__name__}: {err}")
         raise
     if run is not None:
         _finish_run(run, writer, trainer, state, summary)
+        for tracker in trackers:  # once the run directory is complete
+            tracker.finish(run.path, summary, TrainedModel(model, recipe, data.preprocessing(), run.path))
     return TrainResult(model, recipe, data, trainer.history, summary, run.path if run else None)
 
 

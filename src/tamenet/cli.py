@@ -27,6 +27,7 @@ import yaml
 
 from . import cli_report
 from . import cli_preview
+from . import cli_export, cli_serve
 from .allocator import keep_freed_memory
 from .checkpoints import CheckpointError
 from .config import RecipeError
@@ -119,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     datasets.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     cli_report.add_parser(sub)
     cli_preview.add_parser(sub)
+    cli_export.add_parser(sub)
+    cli_serve.add_parser(sub)
     return parser
 
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     commands = {"train": cmd_train, "cv": cmd_select, "search": cmd_select, "evaluate": cmd_evaluate,
                 "predict": cmd_predict, "datasets": cmd_datasets, "report": cli_report.run,
-                "preview": cli_preview.run}
+                "preview": cli_preview.run, "export": cli_export.run, "serve": cli_serve.run}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:

@@ -376,6 +376,8 @@ class TrackConfig:
     tensorboard: bool = True
     plots: bool = True
     checkpoint: bool = True
+    mlflow: bool = False  # log to MLflow ($MLFLOW_TRACKING_URI, else <run>/mlflow.db); the 'mlflow' extra
+    wandb: bool = False  # log to Weights & Biases, offline unless $WANDB_MODE says otherwise; the 'wandb' extra
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,29 @@ class SwitchNorm(nn.Module):
         return f"channels={self.channels}, eps={self.eps}, momentum={self.momentum}"
 
 
+class Probabilities(nn.Module):
+    """Class probabilities `softmax(logits)` [B, K], computed in float32: a delivered classifier's last layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=-1)
+
+
+class TargetUnits(nn.Module):
+    """Regression outputs [B, 1] in the target's own units: `value = output * std + mean` [B] (the training
+    split's target scaler; 0 and 1 when the target was not standardized): a delivered regressor's last layer."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] * self.std + self.mean
+
+    def extra_repr(self) -> str:
+        return f"mean={float(self.mean):.6g}, std={float(self.std):.6g}"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # One population layer -> one plain layer of member m
 
@@ -532,7 +555,8 @@ def export_member(population: Population, m: int, *, preprocessing: dict[str, An
 
 
 __all__ = [
-    "EXPORTERS", "GroupNorm", "InputMask", "KNOWN_MODULES", "Residual", "Scale", "Standardize", "SwitchNorm",
+    "EXPORTERS", "GroupNorm", "InputMask", "KNOWN_MODULES", "Probabilities", "Residual", "Scale", "Standardize",
+    "SwitchNorm", "TargetUnits",
     "TRAINING_ONLY", "check_known_modules", "eval_weight", "export_member", "input_size", "plain_activation",
     "plain_conv", "plain_dropout", "plain_linear", "plain_norm",
 ]
