@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-all
+# The test set-up installs every optional extra, so nothing is skipped on a fresh machine or in CI.
+TEST_EXTRAS := dev,all
 
 .PHONY: demo test setup bench clean
 
@@ -20,7 +23,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/tamenet train
 
-test: $(STAMP)
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(VENV)/bin/pip install --quiet -e '.[$(TEST_EXTRAS)]'
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)
