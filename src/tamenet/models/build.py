@@ -8,7 +8,6 @@ from ..compress.pruning import attach_prune_masks
 from ..compress.qat import attach_weight_quantizers
 from ..config import ModelConfig, PruneConfig, QuantizeConfig
 from ..registry import lookup
-from ..train.hyper import member_values
 from .base import Population
 from .convnets import build_cnn, build_resnet
 from .fcn import build_fcn
@@ -37,6 +36,8 @@ def build_model(
         model.add_input_mask(n_in)
     model.image_shape = tuple(cfg.input_shape) if cfg.input_shape is not None else None  # augmentation's view of a row
     if quantize is not None and quantize.active:
+        from ..train.hyper import member_values  # the training package imports the models: not at module level
+
         attach_weight_quantizers(model, quantize, [int(b) for b in member_values(quantize.bits, len(seeds), "quantize.bits")])
     return attach_prune_masks(model, prune)
 
