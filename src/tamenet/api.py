@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
+from .checkpoints import CHECKPOINT_FORMAT, CheckpointMissingError, load_checkpoint
 from .config import Recipe, to_dict
 from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
@@ -276,8 +276,8 @@ def resume_folder(path: str | Path) -> Path:
         what = "a file" if folder.exists() else "nothing there"
         raise FileNotFoundError(f"--resume {folder}: expected a run folder written by tamenet train, got {what}")
     if not (folder / "last.pt").exists() and run_state(folder).get("state") == "finished":
-        raise ValueError(f"--resume {folder}: the run finished and its last.pt was removed, so it cannot continue; "
-                         "train with --keep-last to keep it (or retrain with more train.epochs)")
+        raise CheckpointMissingError(f"cannot resume: no checkpoint {folder / 'last.pt'}: the run finished and its "
+                                     "last.pt was removed; train with --keep-last to keep it")
     return folder
 
 

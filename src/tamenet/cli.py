@@ -102,9 +102,9 @@ def count(low: int) -> "argparse._ActionType":
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}") from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {value}")
         return value
 
     return parse
