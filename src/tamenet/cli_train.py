@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:  # the run's own recipe, with --set overrides such as train.epochs=300
         if args.recipe or args.out or args.ensemble:
             given = [f for f, v in (("a recipe", args.recipe), ("--out", args.out), ("--ensemble", args.ensemble)) if v]
-            raise ValueError(f"--resume DIR continues that run with its own recipe and folder; expected no "
-                             f"{', '.join(given)} with it (use --set to change a value)")
+            raise ValueError(f"--resume DIR continues that run with its own recipe and folder; expected only --set "
+                             f"beside it, got also {', '.join(given)}")
         recipe, out = None, Path(args.resume)
         _check_not_running(out)
     else:

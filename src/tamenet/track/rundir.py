@@ -61,11 +61,11 @@ def check_run_folder(path: Path | str, *, what: str = "run folder") -> Path:
     """`path` as a Path when a run folder can be made there: refuses an existing file, and a path under a file."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{what}: expected a folder (or a new path), received an existing file {path}")
+        raise ValueError(f"{what}: expected a folder (or a new path), received an existing file")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"{what} {path}: expected a path of folders, but {parent} is a file")
+                raise ValueError(f"{what}: expected a path of folders, but {parent} is a file")
             break
     return path
 
@@ -106,7 +106,7 @@ class RunDir:
     def __init__(self, path: Path | str, *, tensorboard: bool = True, exist_ok: bool = False) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a str or os.PathLike, received {type(path).__name__}")
-        self.path: Path = check_run_folder(path)
+        self.path: Path = check_run_folder(path, what=f"run folder {path}")
         if self.path.is_dir() and any(self.path.iterdir()) and not exist_ok:
             raise RunDirExistsError(
                 f"run folder {self.path} already exists and is not empty; "
