@@ -346,3 +346,16 @@ def test_a_bug_is_not_hidden_as_a_user_error(monkeypatch, world):
     monkeypatch.setattr(datasets, "run", broken)
     with pytest.raises(KeyError):
         main(["datasets"])
+
+
+def test_help_and_a_bad_recipe_load_nothing_heavy(world):
+    """What makes the command line answer at once (timed by bench/bench_cli.py): no torch, numpy, sklearn, matplotlib."""
+    code = ("import sys\nfrom tamenet.cli import main\n"
+            "assert main(['--help']) == 0\nassert main(['train', '--help']) == 0\n"
+            "assert main(['train', 'lr-typo.yaml']) == 2\nassert main(['train', 'duplicate.yaml']) == 2\n"
+            "assert main(['cv', 'ok.yaml', '--stop-share', '1.5']) == 2\nassert main(['runs', '.']) == 0\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'sklearn', 'matplotlib', 'optuna') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=world, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -110,6 +110,26 @@ def count(low: int) -> "argparse._ActionType":
     return parse
 
 
+class LazyChoices:
+    """argparse `choices` read from a registry dict of the package on first use (in --help, or when the option is
+    given), so that building the parser imports nothing heavy, e.g. ``LazyChoices("select.splits", "SCHEMES")``."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def names(self) -> list[str]:
+        return list(getattr(importlib.import_module(f".{self.module}", __package__), self.name))
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.names()
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+
 def share(text: str) -> float:
     """An argparse type: a share in [0, 1)."""
     try:

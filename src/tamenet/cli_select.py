@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import count, share
+from .cli import LazyChoices, count, share
 from .cli_train import DEVICE_HELP, check_out, default_out, device_overrides
 from .select.options import BATCH, MAX_SPLITS, MEMORY_ENV, PRUNERS, SAMPLERS, STOP_SHARE
-from .select.splits import SCHEMES  # numpy only
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             sel.add_argument("--nested", type=count(2), metavar="K_OUTER",
                              help="nested cross-validation: an unbiased estimate of the whole search over K_OUTER outer folds")
             sel.add_argument("--no-refit", action="store_true", help="skip refitting the best candidate")
-        sel.add_argument("--scheme", default="kfold", choices=list(SCHEMES),
-                         help="validation scheme (default kfold; stratified keeps class shares)")
+        sel.add_argument("--scheme", default="kfold", choices=LazyChoices("select.splits", "SCHEMES"), metavar="SCHEME",
+                         help="validation scheme: %(choices)s (default kfold; stratified keeps class shares)")
         sel.add_argument("--folds", type=count(1), default=10, metavar="K",
                          help="folds, or splits for repeated/bootstrap (default 10)")
         sel.add_argument("--p", type=count(1), default=2, help="rows left out per split for lpo (default 2)")
