@@ -359,3 +359,16 @@ def test_help_and_a_bad_recipe_load_nothing_heavy(world):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     done = subprocess.run([sys.executable, "-c", code], cwd=world, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_option_of_every_command_has_help_text():
+    import argparse
+
+    from tamenet.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {action.dest}" for name, command in sub.choices.items() for action in command._actions
+               if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
+    assert not missing, missing
+    assert all(choice.help for choice in sub._choices_actions)

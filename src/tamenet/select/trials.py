@@ -28,7 +28,7 @@ from ..config import Recipe, RecipeError, member_fields, per_member_values
 from ..registry import lookup
 from ..train import TASK_METRIC, EpochRecord, Trainer
 from .cv import CVRun, Pool, candidate_table, run_cv
-from .options import BATCH, PRUNERS, SAMPLERS, _optuna  # noqa: F401  (also importable from here)
+from .options import BATCH, PRUNERS, SAMPLERS  # noqa: F401  (also importable from here)
 from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recipe
 from .splits import Fold
 
