@@ -256,7 +256,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("predict-headerless-count", ["predict", "run", "--input", "three-numbers.csv"], ["expected 2 values per row", "3"]),
     ("predict-member-negative", ["predict", "run", "--input", "rows.csv", "--member", "-1"], ["--member", "at least 0"]),
     ("predict-member-range", ["predict", "run", "--input", "rows.csv", "--member", "5"], ["member", "5"]),
-    ("predict-mc-zero", ["predict", "run", "--input", "rows.csv", "--mc", "0"], ["--mc", "at least 1"]),
+    ("predict-mc-zero", ["predict", "run", "--input", "rows.csv", "--mc", "0"], ["--mc", "dropout masks T >= 1", "got 0"]),
     ("predict-mc-no-dropout", ["predict", "nodrop", "--input", "rows.csv", "--mc", "3"],
      ["Monte-Carlo dropout", "trained without dropout"]),
     ("predict-output-folder", ["predict", "run", "--input", "rows.csv", "--output", "a-folder"], ["--output", "folder"]),

@@ -95,16 +95,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------- argument types shared by the commands
-def count(low: int) -> "argparse._ActionType":
-    """An argparse type: a whole number >= low."""
+def count(low: int, expected: str | None = None) -> "argparse._ActionType":
+    """An argparse type: a whole number >= low; `expected` words what is expected (default "a whole number of
+    at least LOW")."""
+    expected = expected or f"a whole number of at least {low}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
         return value
 
     return parse

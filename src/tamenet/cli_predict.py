@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="write predictions here, atomically (default: standard output)")
     predict.add_argument("--member", type=count(0), metavar="K",
                          help="use one member of a population (default: average them)")
-    predict.add_argument("--mc", type=count(1), metavar="T",
+    predict.add_argument("--mc", type=count(1, "the number of dropout masks T >= 1"), metavar="T",
                          help="Monte-Carlo dropout: average T dropout masks; adds standard deviations and entropy")
 
 

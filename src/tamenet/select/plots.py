@@ -95,12 +95,12 @@ def plot_path(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> 
                   markersize=9, clip_on=False, label="diverged (no score)")
     if len(failed) < len(rows):  # no best line when every candidate failed
         best = list(order).index(best_index(rows, metric))
-        axes.axvline(x[best], color="black", linestyle=":", label=f"best {key_words(key)} = {values[best]:.3g}")
+        axes.axvline(x[best], color="black", linestyle=":", label=f"best {key} = {values[best]:.3g}")
     if log:
         axes.set_xscale("log")
-    axes.set_xlabel(key_words(key) + (" (0 drawn a decade below the smallest)" if log and (values <= 0).any() else ""))
+    axes.set_xlabel(key + (" (0 drawn a decade below the smallest)" if log and (values <= 0).any() else ""))
     axes.set_ylabel(metric)
-    axes.set_title(f"regularization path: {metric} against {key_words(key)}")
+    axes.set_title(f"regularization path: {metric} against {key}")
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=8)
     save_figure(figure, path)
