@@ -184,7 +184,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("set-duplicate-yaml", ["train", R, "--set", "model={widths: [8], widths: [4]}"], ["--set model", "written twice"]),
     ("set-bool", ["train", R, "--set", "data.standardize=maybe"], ["data.standardize", "true or false"]),
     # train: options
-    ("ensemble-zero", ["train", R, "--ensemble", "0"], ["--ensemble", "at least 1", "0"]),
+    ("ensemble-zero", ["train", R, "--ensemble", "0"], ["ensemble", "positive integer number of members", "0"]),
     ("ensemble-text", ["train", R, "--ensemble", "many"], ["--ensemble", "'many'"]),
     ("ensemble-no-val", ["train", "no-val-ensemble.yaml", "--ensemble", "2"], ["ensemble", "validation rows"]),
     ("device", ["train", R, "--device", "tpu"], ["--device", "invalid choice", "'tpu'"]),

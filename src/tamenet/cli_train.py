@@ -11,7 +11,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from .cli import EXIT_DIVERGED, EXIT_INTERRUPTED, count
+from .cli import EXIT_DIVERGED, EXIT_INTERRUPTED
 
 DEVICE_HELP = "where to train (sets train.device; default: the recipe's, auto = the GPU when PyTorch sees one)"
 
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="keep last.pt (the resume state) when the run finishes; by default it is removed then, "
                             "as a finished run needs only model.pt")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
-    train.add_argument("--ensemble", type=count(1), metavar="M",
+    train.add_argument("--ensemble", type=int, metavar="M",  # its range is checked by fit (one message)
                        help="train seeds base..base+M-1 as one population and report their averaged prediction")
 
 
