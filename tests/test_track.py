@@ -191,7 +191,7 @@ def test_metrics_csv_round_trip(tmp_path) -> None:
     assert all(type(row["val_loss"]) is float for row in back)
     header = (run.path / "metrics.csv").read_text().splitlines()[0]
     assert header == "epoch,member,train_loss,val_loss,train_accuracy,val_accuracy,lr"
-    assert _all_files(run.path) == ["metrics.csv", "status.json"]
+    assert _all_files(run.path) == [".lock", "metrics.csv", "status.json"]  # .lock: the run is still being written
 
 
 def test_log_epoch_converts_tensors_and_keeps_none_and_nan(tmp_path) -> None:
@@ -298,7 +298,7 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     # overwriting keeps a single file
     run.save_checkpoint("last", {**payload, "epoch": 8})
     assert torch.load(path, weights_only=True)["epoch"] == 8
-    assert _all_files(run.path) == ["last.pt", "status.json"]
+    assert _all_files(run.path) == [".lock", "last.pt", "status.json"]  # .lock: the run is still being written
 
 
 def test_finish_writes_state_and_is_idempotent(tmp_path) -> None:
@@ -372,7 +372,7 @@ def test_killed_process_leaves_consistent_run_dir(tmp_path) -> None:
     assert read_status(run)["state"] == "running"  # honest: nobody marked it ended
     assert len([p for p in run.iterdir() if p.name.endswith(".tmp")]) <= 1  # a kill mid-write may orphan one
     assert sorted(p.name for p in run.iterdir() if not p.name.endswith(".tmp")) == [
-        "last.pt", "metrics.csv", "status.json", "summary.json"]
+        ".lock", "last.pt", "metrics.csv", "status.json", "summary.json"]  # a stale lock: its process is gone
 
 
 # ---------------------------------------------------------------- plots and tables

@@ -17,13 +17,13 @@ EXPORTS: dict[str, str] = {
     "Recipe": "config",
     "RecipeError": "config",
     "TrainResult": "api",
-    "cross_validate": "select",
+    "cross_validate": "select.run",
     "evaluate_run": "trained",
     "fit": "api",
     "gradient_check": "gradcheck",
     "load_recipe": "recipes",
     "load_run": "trained",
-    "search": "select",
+    "search": "select.run",
 }
 """Public name -> the module of the package that defines it (imported when the name is first used)."""
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint
+from .augment.config_text_audio import augments_text_or_audio
+from .checkpoints import CHECKPOINT_FORMAT, CheckpointMissingError, load_checkpoint
 from .compress.distillation import attach_teacher
 from .compress.transfer_step import apply_transfer, attach_transfer
-from .augment.config_text_audio import augments_text_or_audio
 from .config import Recipe, RecipeError, to_dict
 from .data import SplitData, prepare
 from .ensemble import ensemble_recipe, summarize_ensemble
@@ -25,6 +25,7 @@ from .recipes import load_recipe
 from .report.weights import WeightRecorder
 from .track import RunDir, atomic_torch_save, atomic_write_text, plot_curves
 from .track.trackers import make_trackers
+from .track.lock import run_state
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
 from .train.events import Listener
 from .train.hyper import member_table
@@ -90,13 +91,17 @@ class RunWriter(Listener):
             self.last_save = now
 
     def save(self, trainer: Trainer, *, final: bool = False) -> None:
+        """model.pt (the best weights so far; at the end, the model as returned) and last.pt (the state to resume
+        from), the latter only from a completed epoch: after an interrupt or error mid-epoch the last.pt already
+        saved stands, so a resume never trains on top of half an epoch."""
         if not trainer.recipe.track.checkpoint:
             return
         state = trainer.model.state_dict() if final else best_state_dict(trainer)
         payload = checkpoint_payload(trainer.model, trainer.recipe, self.data, state=state, epoch=trainer.state.epoch)
         atomic_torch_save(self.run.path / "model.pt", payload)
-        resume = trainer.resume_state if final else trainer.state_dict()
-        atomic_torch_save(self.run.path / "last.pt", resume_payload(trainer.recipe, resume))
+        resume = trainer.resume_state if final else (trainer.state_dict() if trainer.resumable else None)
+        if resume is not None:
+            atomic_torch_save(self.run.path / "last.pt", resume_payload(trainer.recipe, resume))
 
 
 def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time: float) -> dict[str, Any]:
@@ -203,6 +208,7 @@ def fit(
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
     resume: str | Path | None = None,
     ensemble: int | None = None,
+    keep_last: bool = True,
 ) -> TrainResult:
     """Train the population a recipe describes (the default job when None) and summarize it.
 
@@ -213,11 +219,13 @@ def fit(
     population of one; `resume` continues a run directory from its last checkpoint. `ensemble=M` trains
     seeds base..base+M-1 (base: the recipe's seed) as one population and adds to the summary, under
     "ensemble", the figures of their averaged prediction beside the members' mean and best (D5).
+    `keep_last=False` removes the run directory's last.pt (the resume state, as large as the model and its
+    optimizer state together) once the run has finished; an interrupted or failed run always keeps it.
     """
     started = time.perf_counter()
     saved = None
     if resume is not None:
-        resume = Path(resume)
+        resume = resume_folder(resume)
         saved = load_checkpoint(resume / "last.pt", kind="resume")
         recipe, out = saved["recipe"], resume  # overrides may still extend it, e.g. train.epochs
     recipe = load_recipe(recipe, overrides)
@@ -276,13 +284,27 @@ def fit(
             tracker.fail(f"{type(err).__name__}: {err}")
         raise
     if run is not None:
-        _finish_run(run, writer, trainer, state, summary)
+        _finish_run(run, writer, trainer, state, summary, keep_last=keep_last)
         for tracker in trackers:  # once the run directory is complete
             tracker.finish(run.path, summary, TrainedModel(model, recipe, data.preprocessing(), run.path))
     return TrainResult(model, recipe, data, trainer.history, summary, run.path if run else None)
 
 
-def _finish_run(run: RunDir, writer: RunWriter, trainer: Trainer, state: LoopState, summary: dict) -> None:
+def resume_folder(path: str | Path) -> Path:
+    """The run folder `--resume` names, refused in one line when it cannot be resumed: missing, a file,
+    or finished with its last.pt removed."""
+    folder = Path(path)
+    if not folder.is_dir():
+        what = "a file" if folder.exists() else "nothing there"
+        raise FileNotFoundError(f"--resume {folder}: expected a run folder written by tamenet train, got {what}")
+    if not (folder / "last.pt").exists() and run_state(folder).get("state") == "finished":
+        raise CheckpointMissingError(f"cannot resume: no checkpoint {folder / 'last.pt'}: the run finished and its "
+                                     "last.pt was removed; train with --keep-last to keep it")
+    return folder
+
+
+def _finish_run(run: RunDir, writer: RunWriter, trainer: Trainer, state: LoopState, summary: dict, *,
+                keep_last: bool = True) -> None:
     writer.save(trainer, final=True)
     run.write_json("summary.json", summary)
     if trainer.recipe.track.plots and trainer.history:
@@ -295,10 +317,15 @@ def _finish_run(run: RunDir, writer: RunWriter, trainer: Trainer, state: LoopSta
         )
     diverged = [m for m, d in enumerate(state.diverged_at) if d is not None]
     if state.interrupted:
-        run.finish("interrupted", message=f"interrupted after epoch {state.epoch}")
+        where = (f"after epoch {state.epoch}" if trainer.resumable else
+                 f"during epoch {state.epoch + 1} (that epoch is discarded; --resume continues from the last "
+                 "completed epoch saved in last.pt)")
+        run.finish("interrupted", message=f"interrupted {where}")
     elif diverged and len(diverged) == trainer.members:
         run.finish("failed", message=diverged_message(state.diverged_at))
     else:
+        if not keep_last:
+            (run.path / "last.pt").unlink(missing_ok=True)
         run.finish("finished", epochs=state.epoch)
 
 

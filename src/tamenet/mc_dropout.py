@@ -44,8 +44,11 @@ def mc_sampling(model: nn.Module) -> Iterator[list[Dropout]]:
     every active dropout layer draws masks. Restores the model's mode and random step afterwards."""
     layers = dropout_layers(model)
     if not layers:
-        kinds = sorted({type(m).__name__ for m in model.modules() if "dropout" in type(m).__name__.lower()})
-        found = f" (found {', '.join(kinds)}, which tamenet cannot sample)" if kinds else ""
+        ours = [m for m in model.modules() if isinstance(m, Dropout)]
+        kinds = sorted({type(m).__name__ for m in model.modules()
+                        if "dropout" in type(m).__name__.lower() and not isinstance(m, Dropout)})
+        found = (" (its dropout layers all have p = 0: it was trained without dropout)" if ours and not kinds else
+                 f" (found {', '.join(kinds)}, which tamenet cannot sample)" if kinds else " (it has no dropout layer)")
         raise ValueError(
             "Monte-Carlo dropout needs a model with active dropout: expected tamenet.nn.Dropout layers with "
             f"p > 0 (e.g. model.dropout: 0.5), got none{found}"

@@ -10,69 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import Recipe, RecipeError, parse, per_member_values, population_size, set_key, to_dict
+from .config import Recipe, RecipeError, parse, per_member_values, population_size, to_dict
 from .models import MODELS
 from .nn import ACTIVATIONS, NORMS, check_init
+from .recipe_files import DEFAULT_RECIPE, apply_overrides, raw_recipe, read_yaml  # noqa: F401  (public here too)
 from .registry import lookup
 from .train.hyper import member_hyper, member_seeds
 from .train.optim import OPTIMIZERS
-
-DEFAULT_RECIPE: dict[str, Any] = {
-    "name": "digits-default",
-    "data": {"name": "digits", "val": 0.3, "test": 0.2},
-    "model": {
-        "kind": "mlp",
-        "widths": [1024, 1024],
-        "activation": "relu",
-        "norm": "batch",
-        "dropout": [0.2, 0.5, 0.5],
-        "init": "he_normal",
-    },
-    "penalty": {"l2": 1.0e-3},
-    "train": {
-        "optimizer": "adam",
-        "lr": 1.0e-3,
-        "batch_size": 64,
-        "epochs": 100,
-        "schedule": {"kind": "cosine", "warmup_epochs": 2},
-        "clip": {"by": "norm", "max": 5.0},
-        "early_stopping": {"monitor": "val_loss", "patience": 20},
-    },
-    "seed": 0,
-}
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe file as a dict; a clear error for a missing file or a file that is not a YAML mapping."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: expected a mapping of recipe sections, got {type(raw).__name__}")
-    return raw
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `key.path=value` strings; values are read as YAML (`0.1`, `[256, 256]`, `true`, `adam`)."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"--set: expected KEY=VALUE (e.g. train.lr=0.01), got '{item}'")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        raw = set_key(raw, key.strip(), value)
-    return raw
-
 
 def check_recipe(recipe: Recipe) -> Recipe:
     """Reject unknown names and inconsistent member counts before any work starts."""
@@ -122,14 +66,8 @@ def load_recipe(source: Recipe | dict | str | Path | None = None, overrides: lis
     if isinstance(source, Recipe) and not overrides:
         return check_recipe(source)
     if isinstance(source, Recipe):
-        raw = to_dict(source)
-    elif source is None:
-        raw = dict(DEFAULT_RECIPE)
-    elif isinstance(source, dict):
-        raw = source
-    else:
-        raw = read_yaml(source)
-    return check_recipe(parse(Recipe, apply_overrides(raw, overrides or [])))
+        return check_recipe(parse(Recipe, apply_overrides(to_dict(source), overrides or [])))
+    return check_recipe(parse(Recipe, raw_recipe(source, overrides)))
 
 
 # ----------------------------------------------------------------- recipe algebra: expanding and selecting members

@@ -133,17 +133,28 @@ def load_run(run_dir: str | Path) -> TrainedModel:
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     """Loss and metric of every member on the run's train / validation / test splits, rebuilt from its recipe.
 
-    The data fingerprint recorded at training time must match, so a changed data file is caught.
+    The data fingerprint recorded at training time (run.json) must match, so a changed data file is caught;
+    a run.json that is missing or has no fingerprint is refused rather than the check skipped.
     """
     trained = load_run(run_dir)
     data = prepare(trained.recipe.data)
     info_file = Path(trained.path) / "run.json"
-    if info_file.is_file():
-        expected = json.loads(info_file.read_text()).get("data_fingerprint")
-        if expected and expected != data.fingerprint:
-            raise ValueError(
-                f"the data behind this run changed: fingerprint {data.fingerprint[:12]} now, {expected[:12]} at training time"
-            )
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"cannot check that the data is the one this run was trained on: {info_file} is "
+                                "missing (expected the run directory as tamenet train wrote it)") from None
+    except ValueError as err:
+        raise ValueError(f"cannot check that the data is the one this run was trained on: {info_file} is not "
+                         f"valid JSON ({err})") from None
+    expected = info.get("data_fingerprint") if isinstance(info, dict) else None
+    if not expected:
+        raise ValueError(f"cannot check that the data is the one this run was trained on: {info_file} has no "
+                         "data_fingerprint")
+    if expected != data.fingerprint:
+        raise ValueError(
+            f"the data behind this run changed: fingerprint {data.fingerprint[:12]} now, {expected[:12]} at training time"
+        )
     metric = TASK_METRIC[data.task]
     result: dict[str, Any] = {"task": data.task, "metric": metric, "members": trained.model.members}
     splits = {"train": (data.X_train, data.y_train), "val": (data.X_val, data.y_val), "test": (data.X_test, data.y_test)}

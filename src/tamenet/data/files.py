@@ -123,6 +123,10 @@ def read_npz(path: str | Path, *, split: str | None = None) -> FileArrays:
                 "(or, for y, string) arrays"
             ) from error
         raise
+    if X.ndim < 2:  # [N, F] rows, or [N, ...] images / signals (flattened, their shape kept)
+        hint = "; one feature per row: save X.reshape(-1, 1)" if X.ndim == 1 else ""
+        raise ValueError(f"NPZ file '{file.name}': expected X of shape [N, F] (rows x features, or [N, ...] images), "
+                         f"got shape {list(X.shape)}{hint}")
     if labels is not None:
         where = f"NPZ file '{file.name}': split array '{split}'"
         if labels.ndim != 1 or len(labels) != len(X):

@@ -42,9 +42,11 @@ def resolve_dropout(cfg: ModelConfig, members: int) -> list[list[float]]:
     raw = cfg.dropout
     entries = raw if isinstance(raw, list) else [0.0] + [raw] * (layers - 1)
     if len(entries) != layers:
+        example = ", ".join(["0.2", *["0.5"] * (layers - 1)])
         raise RecipeError(
             f"model.dropout: expected one number or a list of {layers} (input and {layers - 1} hidden layers or blocks), "
-            f"got a list of {len(entries)}"
+            f"got a list of {len(entries)}; set it to match the model, e.g. --set 'model.dropout=[{example}]', "
+            "or one number for every hidden layer, e.g. --set model.dropout=0.5"
         )
     out = []
     for i, entry in enumerate(entries):

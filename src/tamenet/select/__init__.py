@@ -1,37 +1,54 @@
 """Model selection at population speed: validation schemes, cross-validation, grid and Optuna search,
-nested cross-validation, chunks of members within a memory budget (B1-B3, X1, X2)."""
+nested cross-validation, chunks of members within a memory budget (B1-B3, X1, X2).
 
-from .cv import STOP_SHARE, CVRun, Pool, candidate_table, make_pool, run_cv
-from .memory import MEMORY_ENV, estimate_memory, memory_budget
-from .run import cross_validate, search
-from .search import NUMERIC_KEYS, parse_grid, parse_values
-from .splits import MAX_SPLITS, SCHEMES, holdout, kfold, leave_p_out, make_folds, repeated
-from .trials import PRUNERS, SAMPLERS, parse_space, run_trials
+The names below are imported on first use (PEP 562), so that `tamenet.select.options` (the command
+line's defaults and names) loads without torch.
+"""
 
-__all__ = [
-    "MAX_SPLITS",
-    "MEMORY_ENV",
-    "NUMERIC_KEYS",
-    "PRUNERS",
-    "SAMPLERS",
-    "SCHEMES",
-    "STOP_SHARE",
-    "CVRun",
-    "Pool",
-    "candidate_table",
-    "cross_validate",
-    "estimate_memory",
-    "holdout",
-    "kfold",
-    "leave_p_out",
-    "make_folds",
-    "make_pool",
-    "memory_budget",
-    "parse_grid",
-    "parse_space",
-    "parse_values",
-    "repeated",
-    "run_cv",
-    "run_trials",
-    "search",
-]
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+EXPORTS: dict[str, str] = {
+    "STOP_SHARE": "options", "MAX_SPLITS": "options", "MEMORY_ENV": "options", "PRUNERS": "options",
+    "SAMPLERS": "options",
+    "CVRun": "cv", "Pool": "cv", "candidate_table": "cv", "make_pool": "cv", "run_cv": "cv",
+    "estimate_memory": "memory", "memory_budget": "memory",
+    "cross_validate": "run", "search": "run",
+    "NUMERIC_KEYS": "search", "parse_grid": "search", "parse_values": "search",
+    "SCHEMES": "splits", "holdout": "splits", "kfold": "splits", "leave_p_out": "splits", "make_folds": "splits",
+    "repeated": "splits",
+    "parse_space": "trials", "run_trials": "trials",
+}
+"""Public name -> the submodule that defines it."""
+
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tamenet.select' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """`tamenet.select.search` is the function `run.search`, as when this package imported it eagerly: loading
+    the submodule `search.py` (which the import system binds as an attribute of its package) does not hide it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "search" and isinstance(value, types.ModuleType):
+            return  # the submodule stays reachable as sys.modules["tamenet.select.search"]
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

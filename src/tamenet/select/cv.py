@@ -27,10 +27,9 @@ from ..train.hyper import member_table
 from ..train.member_data import MemberData
 from .halving import Halving, halving_rungs
 from .memory import chunk_size, estimate_memory, memory_budget
+from .options import STOP_SHARE
 from .splits import Fold
 
-STOP_SHARE = 0.2
-"""Share of each fold's training rows held out to decide early stopping (never the scored rows)."""
 
 
 @dataclass

@@ -26,9 +26,8 @@ from ..models import build_model
 from ..train.hyper import member_hyper, member_seeds
 from ..train.loop import batch_size_of
 from ..train.optim import make_optimizer
+from .options import MEMORY_ENV
 
-MEMORY_ENV = "TAMENET_MAX_MEMORY"
-"""Environment variable with the memory budget of a selection population (e.g. `2GB`)."""
 MEMORY_SHARE = 0.5
 """Default budget: this share of the machine's physical memory."""
 FLOAT, INDEX = 4, 8  # bytes of a float32 value and of an int64 row index

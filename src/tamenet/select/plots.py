@@ -24,24 +24,48 @@ def plot_cv(result: dict[str, Any], path: Path) -> None:
     axes = figure.add_subplot(1, 1, 1)
     for c, row in enumerate(rows):
         folds = row[f"cv_{metric}_folds"]
-        axes.scatter([c] * len(folds), folds, s=12, alpha=0.5, color="tab:blue")
+        axes.scatter([c] * len(folds), folds, s=12, alpha=0.5, color="tab:blue",
+                     label="each fold's held-out rows" if c == 0 else None)
         axes.errorbar([c], [row[f"cv_{metric}_mean"]], yerr=[row[f"cv_{metric}_std"]], fmt="o", color="black",
-                      capsize=4)
+                      capsize=4, label="mean over folds +- standard deviation" if c == 0 else None)
         axes.scatter([c], [row[f"train_{metric}_mean"]], marker="x", color="tab:orange",
-                     label="train (mean)" if c == 0 else None)
+                     label="training rows (mean over folds)" if c == 0 else None)
     labels = [_label(row) for row in rows]
     axes.set_xticks(range(len(rows)), labels if len(rows) <= MAX_LABELLED else None, rotation=45, ha="right")
-    axes.set_ylabel(f"{metric} on the scored rows")
-    axes.set_title(f"{result['dataset']}: {result['scheme']}, {result['folds']} folds (mean +- std)")
+    axes.set_ylabel(f"{metric}")
+    scheme = SCHEME_WORDS.get(result["scheme"], result["scheme"]).format(k=result["folds"])
+    axes.set_title(f"{result['dataset']}: {scheme}")
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize=8)
     save_figure(figure, path)
 
 
+SCHEME_WORDS = {
+    "kfold": "{k}-fold cross-validation", "stratified": "stratified {k}-fold cross-validation",
+    "repeated": "{k} repeated random splits", "bootstrap": "{k} bootstrap samples (scored out of bag)",
+    "lpo": "leave-p-out ({k} splits)", "loo": "leave-one-out ({k} splits)", "holdout": "one held-out split",
+}
+"""A validation scheme in words for the figure's title ({k}: the number of folds or splits)."""
+
+KEY_WORDS = {
+    "penalty.l2": "L2 strength", "penalty.l1": "L1 strength", "penalty.soft_sharing": "soft sharing",
+    "model.dropout": "dropout", "model.widths": "widths", "model.input_features": "inputs kept",
+    "model.dropconnect": "DropConnect", "model.hidden_noise": "hidden noise", "model.weight_noise": "weight noise",
+    "train.lr": "learning rate", "train.momentum": "momentum", "train.weight_decay": "weight decay",
+    "train.input_noise": "input noise", "train.clip.max": "clipping threshold", "constraints.max_norm": "max-norm c",
+}
+"""Recipe keys in words for the candidates' labels; any other key is shown by its last part, with spaces."""
+
+
+def key_words(key: str) -> str:
+    return KEY_WORDS.get(key, key.rsplit(".", 1)[-1].replace("_", " "))
+
+
 def _label(row: dict[str, Any]) -> str:
     keys = [k for k in row if k not in {"candidate", "population"} and not k.startswith(("cv_", "train_"))
             and k not in {"best_epochs", "diverged_folds"}]
-    return ", ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys) or "recipe"
+    return ", ".join(f"{key_words(k)} {row[k]:.3g}" if isinstance(row[k], float) else f"{key_words(k)} {row[k]}"
+                     for k in keys) or "the recipe as it is"
 
 
 def plot_path(rows: list[dict[str, Any]], key: str, metric: str, path: Path) -> None:

@@ -204,6 +204,9 @@ def search(
     if trials is None:
         axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
         keys = list(axes)
+        for key, values in axes.items():  # a key or value the recipe refuses, before any file is written
+            for value in values:
+                candidate_recipe(recipe, {key: value}, {key: [value]})
     else:
         dims = parse_space(space or [], recipe)
         keys = [d.key for d in dims]

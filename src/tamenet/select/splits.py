@@ -13,10 +13,9 @@ import math
 import numpy as np
 
 from ..registry import lookup
+from .options import MAX_SPLITS
 
 Fold = tuple[np.ndarray, np.ndarray]
-MAX_SPLITS = 1000
-"""Leave-p-out refuses more splits than this by default: each split is one more model to train."""
 
 
 def _balanced(folds: list[Fold], n: int, y: np.ndarray | None = None) -> list[Fold]:

@@ -28,6 +28,7 @@ from ..config import Recipe, RecipeError, member_fields, per_member_values
 from ..registry import lookup
 from ..train import TASK_METRIC, EpochRecord, Trainer
 from .cv import CVRun, Pool, candidate_table, run_cv
+from .options import BATCH, PRUNERS, SAMPLERS  # noqa: F401  (also importable from here)
 from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recipe
 from .splits import Fold
 
@@ -35,33 +36,10 @@ if TYPE_CHECKING:  # Optuna is imported in the functions that use it: slow, and 
     import optuna
     from optuna.distributions import BaseDistribution
 
-BATCH = 8
-"""Trials asked for (and trained as one population) at a time."""
-
-SAMPLERS = {
-    "random": lambda seed: _optuna().samplers.RandomSampler(seed=seed),
-    "tpe": lambda seed: _optuna().samplers.TPESampler(seed=seed, constant_liar=True),
-}
-"""Sampler name -> factory(seed)."""
-
-PRUNERS = {
-    "median": lambda epochs: _optuna().pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 10)),
-    "none": lambda epochs: _optuna().pruners.NopPruner(),
-}
-"""Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
-of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
-
 INTEGER_KEYS = ("seed", *(f.path for f in member_fields() if f.integer))
 """Numeric keys whose range holds integers."""
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")
-
-
-def _optuna():
-    """The optuna module, imported on first use."""
-    import optuna
-
-    return optuna
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,36 @@
-"""Run tracking: atomic run directories, metrics, checkpoints, TensorBoard, curves and tables (I3, I4, X3)."""
+"""Run tracking: atomic run directories, metrics, checkpoints, TensorBoard, curves and tables (I3, I4, X3).
 
-from tamenet.track.atomic import (
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    to_jsonable,
-)
-from tamenet.track.plots import plot_curves, save_figure
-from tamenet.track.rundir import END_STATES, RunDir, RunDirExistsError, read_metrics, read_status
-from tamenet.track.tables import format_cell, format_table
+The names below are imported on first use (PEP 562): reading a run's status or lock, or printing a
+table, loads neither torch nor matplotlib (the command line's `tamenet runs` answers at once).
+"""
 
-__all__ = [
-    "END_STATES",
-    "RunDir",
-    "RunDirExistsError",
-    "atomic_torch_save",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_write_text",
-    "format_cell",
-    "format_table",
-    "plot_curves",
-    "save_figure",
-    "read_metrics",
-    "read_status",
-    "to_jsonable",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+EXPORTS: dict[str, str] = {
+    "atomic_torch_save": "atomic", "atomic_write_bytes": "atomic", "atomic_write_json": "atomic",
+    "atomic_write_text": "atomic", "to_jsonable": "atomic",
+    "plot_curves": "plots", "save_figure": "plots",
+    "END_STATES": "rundir", "RunDir": "rundir", "RunDirExistsError": "rundir", "read_metrics": "rundir",
+    "read_status": "rundir",
+    "RunLockedError": "lock", "run_state": "lock",
+    "format_cell": "tables", "format_table": "tables",
+}
+"""Public name -> the submodule that defines it."""
+
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tamenet.track' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -11,13 +11,11 @@ import dataclasses
 import enum
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
-
-import numpy as np
-import torch
 
 __all__ = [
     "atomic_torch_save",
@@ -111,11 +109,12 @@ def to_jsonable(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, float):
         return float(obj)
-    if isinstance(obj, np.generic):
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")  # loaded only by whoever made such values
+    if np is not None and isinstance(obj, np.generic):
         return to_jsonable(obj.item())
-    if isinstance(obj, np.ndarray):
+    if np is not None and isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
-    if isinstance(obj, torch.Tensor):
+    if torch is not None and isinstance(obj, torch.Tensor):
         return to_jsonable(obj.detach().cpu().tolist())
     if isinstance(obj, enum.Enum):
         return to_jsonable(obj.value)
@@ -158,4 +157,6 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 
 def atomic_torch_save(path: Path | str, obj: Any) -> None:
     """`torch.save(obj)` to `path` atomically: a killed process leaves the previous checkpoint intact."""
+    import torch
+
     _atomic_write(path, lambda handle: torch.save(obj, handle))

@@ -96,12 +96,13 @@ def _draw_panel(
 
 
 def _style_legend(axes: Axes, *, has_best: bool) -> None:
-    """Panel legend for line styles (train dashed, val solid, best epoch dotted) and the gap shading."""
+    """Panel legend for line styles (train dashed, val solid, best epoch dotted) and the gap shading. The training
+    curve is what the epoch's steps measured, with dropout and noise on, so it can lie above the validation curve."""
     from matplotlib.lines import Line2D
 
     grey = "0.3"
     handles: list[Any] = [Line2D([], [], color=grey, linestyle="--"), Line2D([], [], color=grey, linestyle="-")]
-    labels = ["train", "val"]
+    labels = ["train (as trained: dropout, noise on)", "validation (evaluated: no dropout)"]
     extra_handles, extra_labels = axes.get_legend_handles_labels()
     handles += extra_handles
     labels += extra_labels

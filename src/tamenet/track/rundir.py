@@ -9,8 +9,11 @@ Layout::
     <run>/<name>.pt       checkpoints
     <run>/curves.png      learning curves (`plot_curves`)
     <run>/tb/             TensorBoard event files
+    <run>/.lock           the writing process (pid, host, start time) while it runs (`lock.py`)
 
-A process killed at any moment leaves every file either at its previous or at its new content.
+A process killed at any moment leaves every file either at its previous or at its new content. One
+process writes a folder at a time: a second `RunDir` on it while its writer lives is refused
+(`RunLockedError`); a lock whose process is gone is taken over.
 """
 
 from __future__ import annotations
@@ -19,18 +22,18 @@ import csv
 import io
 import json
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-import torch
 import yaml
 
 from tamenet.track.atomic import atomic_torch_save, atomic_write_json, atomic_write_text, to_jsonable
+from tamenet.track.lock import RunLock, host
 
-__all__ = ["END_STATES", "RunDir", "RunDirExistsError", "read_metrics", "read_status"]
+__all__ = ["END_STATES", "RunDir", "RunDirExistsError", "check_run_folder", "read_metrics", "read_status"]
 
 END_STATES = ("finished", "stopped", "interrupted", "failed")
 """The states `RunDir.finish` accepts; a live run is ``"running"``."""
@@ -54,17 +57,31 @@ def _check_file_name(name: Any, *, what: str) -> str:
     return name
 
 
+def check_run_folder(path: Path | str, *, what: str = "run folder") -> Path:
+    """`path` as a Path when a run folder can be made there: refuses an existing file, and a path under a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what}: expected a folder (or a new path), received an existing file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what}: expected a path of folders, but {parent} is a file")
+            break
+    return path
+
+
 def _scalar(value: Any) -> Any:
     """A metric cell as plain Python: tensors and numpy values become numbers."""
-    if isinstance(value, torch.Tensor):
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")  # loaded by whoever made such values
+    if torch is not None and isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"metric values: expected scalars, received a tensor of shape {tuple(value.shape)}")
         return value.item()
-    if isinstance(value, np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         if value.size != 1:
             raise ValueError(f"metric values: expected scalars, received an array of shape {value.shape}")
         return value.item()
-    if isinstance(value, np.generic):
+    if np is not None and isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -89,25 +106,28 @@ class RunDir:
     def __init__(self, path: Path | str, *, tensorboard: bool = True, exist_ok: bool = False) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a str or os.PathLike, received {type(path).__name__}")
-        self.path: Path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"run folder: expected a folder (or a new path), received an existing file {self.path}")
+        self.path: Path = check_run_folder(path, what=f"run folder {path}")
         if self.path.is_dir() and any(self.path.iterdir()) and not exist_ok:
             raise RunDirExistsError(
                 f"run folder {self.path} already exists and is not empty; "
                 "pick a new folder, empty it, or pass exist_ok=True to write into it"
             )
         self.path.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock(self.path).acquire()  # a second live writer is refused here
         self.rows: list[dict] = []
         self._columns: list[str] | None = None
         self._state = "running"
-        self._status: dict[str, Any] = {"state": "running", "started": _now(), "pid": os.getpid()}
+        self._status: dict[str, Any] = {"state": "running", "started": _now(), "pid": os.getpid(), "host": host()}
         self._writer: Any = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # imported here: slow, and only needed with TB
+        try:
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter  # imported here: slow, and only needed with TB
 
-            self._writer = SummaryWriter(log_dir=str(self.path / "tb"))
-        self.write_json("status.json", self._status)
+                self._writer = SummaryWriter(log_dir=str(self.path / "tb"))
+            self.write_json("status.json", self._status)
+        except BaseException:
+            self.lock.release()
+            raise
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, state={self._state!r}, rows={len(self.rows)})"
@@ -209,7 +229,7 @@ class RunDir:
         """
         if state not in END_STATES:
             raise ValueError(f"state: expected one of {list(END_STATES)}, received {state!r}")
-        clash = sorted(set(info) & {"started", "ended", "pid"})
+        clash = sorted(set(info) & {"started", "ended", "pid", "host"})
         if clash:
             raise ValueError(f"info: expected extra keys other than {clash}, which status.json sets itself")
         if self._state != "running":
@@ -219,7 +239,10 @@ class RunDir:
         try:
             self.write_json("status.json", self._status)
         finally:
-            self._close_writer()
+            try:
+                self._close_writer()
+            finally:
+                self.lock.release()
 
     def _close_writer(self) -> None:
         if self._writer is not None:

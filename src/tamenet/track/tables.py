@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
-
-import numpy as np
-import torch
 
 __all__ = ["format_cell", "format_table"]
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
+    # a value can be a tensor or a numpy value only once those libraries are loaded: tables need neither
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
-    if isinstance(value, np.generic):
+    if np is not None and isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray) and value.size == 1:
+    if np is not None and isinstance(value, np.ndarray) and value.size == 1:
         return value.item()
     return value
 

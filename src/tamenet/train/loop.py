@@ -5,14 +5,23 @@
                      -> early stopping (best weights) -> epoch_end (listeners, then controllers)
 
 A member whose loss turns NaN or infinite is frozen without disturbing the others; a population
-of one stops. Ctrl-C ends the loop cleanly and the run is finished with what it has. Everything
+of one stops. Ctrl-C ends the loop cleanly and the run is finished with what it has. An interrupt
+never passes a half-trained epoch off as a whole one: during an epoch's steps it abandons that epoch
+(`resumable` is False, so no resume state is taken from it; the last one saved at an epoch's end
+stands), and during an epoch's bookkeeping (early stopping, best weights, listeners) it waits until
+that is done. Resuming from the state of a completed epoch is exact: the batch order and every
+random mask are functions of (seed, epoch, step), not of a generator's history. Everything
 lives on the recipe's device (`train.device`); within an epoch's steps nothing is read back to the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +103,43 @@ def batch_orders(seeds: list[int], n: int, epoch: int) -> torch.Tensor:
     return torch.stack([orders[s] for s in seeds])
 
 
+class DeferredInterrupt:
+    """While installed (main thread, default SIGINT handler only), Ctrl-C inside `hold()` is held back and
+    raised as KeyboardInterrupt when the block ends; outside it, Ctrl-C raises at once as usual."""
+
+    def __init__(self) -> None:
+        self.holding = self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.holding:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+
 class Trainer:
     """Trains a population on its members' rows as the recipe says; `run()` returns when every member is done.
 
@@ -158,6 +204,8 @@ class Trainer:
         self.history: list[dict] = []
         self.member_ids = list(range(self.members))  # original member numbers, after compaction too
         self.epoch_active = torch.ones(self.members, device=self.device)
+        self.resumable = True  # the state is a completed epoch's (False while an epoch's steps run)
+        self.resume_state: dict | None = None
 
     def max_norm_of(self, active: torch.Tensor) -> torch.Tensor | None:
         """Max-norm's c [M] for the members still training (0 for the others: their weights stay put); None when off."""
@@ -221,23 +269,29 @@ class Trainer:
     def run(self) -> LoopState:
         tcfg, es, state = self.recipe.train, self.recipe.train.early_stopping, self.state
         start = time.perf_counter() - state.wall_time
+        interrupts = DeferredInterrupt()
         try:
-            self.events.emit("train_begin", self)
-            for epoch in range(state.epoch, tcfg.epochs):
-                train_loss, train_metric, penalty = self._train_epoch(epoch)
-                val_loss, val_metric = self._validate()
-                state.epoch = epoch + 1
-                record = EpochRecord(epoch + 1, self._rows(epoch + 1, train_loss, train_metric, penalty, val_loss, val_metric))
-                self.early_stopping.epoch_end(self, record)
-                state.wall_time = time.perf_counter() - start
-                self.events.emit("epoch_end", self, record)
-                if not bool(self.active().any()):
-                    break
+            with interrupts:
+                self.events.emit("train_begin", self)
+                for epoch in range(state.epoch, tcfg.epochs):
+                    self.resumable = False  # from here until early stopping has taken this epoch in
+                    train_loss, train_metric, penalty = self._train_epoch(epoch)
+                    val_loss, val_metric = self._validate()
+                    with interrupts.hold():  # the epoch's bookkeeping is done whole or not at all
+                        state.epoch = epoch + 1
+                        rows = self._rows(epoch + 1, train_loss, train_metric, penalty, val_loss, val_metric)
+                        record = EpochRecord(epoch + 1, rows)
+                        self.early_stopping.epoch_end(self, record)
+                        state.wall_time = time.perf_counter() - start
+                        self.resumable = True
+                        self.events.emit("epoch_end", self, record)
+                    if not bool(self.active().any()):
+                        break
         except KeyboardInterrupt:
             state.interrupted = True
         state.wall_time = time.perf_counter() - start
-        if self.keep_resume_state:  # where training stood, before the best weights come back
-            self.resume_state = self.state_dict()
+        if self.keep_resume_state:  # where training stood, before the best weights come back; None mid-epoch
+            self.resume_state = self.state_dict() if self.resumable else None
         self.events.emit("train_end", self)
         if es.restore_best:
             self.restore_best()
@@ -297,6 +351,7 @@ class Trainer:
         }
 
     def load_state_dict(self, saved: dict) -> None:
+        self.resumable = True
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = LoopState(**saved["loop"])
