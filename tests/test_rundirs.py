@@ -84,7 +84,7 @@ def test_evaluate_predict_and_runs_call_a_dead_running_run_crashed(tmp_path, mon
                       "track: {tensorboard: false, plots: false}\n")
     assert main(["train", str(recipe)]) == 0
     out = capsys.readouterr().out
-    folder = Path(out.strip().splitlines()[-1].split(": ", 1)[1])
+    folder = Path(next(line for line in out.splitlines() if line.startswith("run directory: ")).split(": ", 1)[1])
     assert folder.parent == Path("runs") and folder.name.startswith("tiny-")  # named after the recipe
     assert not (folder / "last.pt").exists() and (folder / "model.pt").exists()  # no --keep-last
     status = json.loads((folder / "status.json").read_text())

@@ -11,6 +11,7 @@ RGB in [0, 1], down-sampled to `--size` pixels high). Other modalities plug in t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Callable
 
 PREVIEWS: dict[str, str] = {
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from .config import population_size
     from .registry import lookup
 
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ValueError(f"--out: expected an image file name in an existing folder, got {args.out}"
+                         + (" (a folder)" if out.is_dir() else f" (no folder {out.parent})"))
     recipe = load_recipe(args.recipe, args.overrides)
     members = population_size(recipe)
     if not 0 <= args.member < members:

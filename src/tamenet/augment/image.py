@@ -296,6 +296,10 @@ class ImageAugment:
         self.image_shape = image_shape
         self.active: list[str] = []
 
+    def check(self, trainer) -> None:
+        """Refuse rows that are not images, or colour ops on grey ones, when the trainer is built (before any file)."""
+        self.begin_epoch(trainer)
+
     def begin_epoch(self, trainer) -> bool:
         hyper = trainer.hyper
         self.active = [op for op in IMAGE_OPS if bool((hyper[hyper_name(op)] > 0).any())]

@@ -1,13 +1,25 @@
 """Serving a trained model over HTTP (`tamenet serve`, I5): request checks, chunked predictions, bearer tokens.
 
-FastAPI and uvicorn (the ``serve`` extra) are imported only when an app is built.
+FastAPI and uvicorn (the ``serve`` extra) are imported only when an app is built; the names below load on
+first use (PEP 562), so `tamenet serve --help` reads `serve.auth` without numpy.
 """
 
-from .auth import TOKEN_ENV, authorized, is_loopback, resolve_token
-from .rows import MAX_MC, PredictRequest, RequestError, Schema, parse_request
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"TOKEN_ENV": "auth", "authorized": "auth", "is_loopback": "auth", "resolve_token": "auth",
+          "MAX_MC": "rows", "PredictRequest": "rows", "RequestError": "rows", "Schema": "rows", "parse_request": "rows"}
 
 __all__ = ["MAX_MC", "TOKEN_ENV", "PredictRequest", "RequestError", "Schema", "authorized", "create_app",
            "is_loopback", "parse_request", "resolve_token"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'tamenet.serve' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
 
 
 def create_app(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a thin lazy alias of app.create_app

@@ -204,6 +204,7 @@ class Trainer:
         self.history: list[dict] = []
         self.member_ids = list(range(self.members))  # original member numbers, after compaction too
         self.epoch_active = torch.ones(self.members, device=self.device)
+        self.step.check(self)  # a piece's refusal (rows that are not images, ...) comes before any file is written
         self.resumable = True  # the state is a completed epoch's (False while an epoch's steps run)
         self.resume_state: dict | None = None
 

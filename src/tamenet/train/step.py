@@ -64,6 +64,12 @@ class Step:
         }
         self.loss.begin_epoch(trainer)
 
+    def check(self, trainer: "Trainer") -> None:
+        """Let each piece that can refuse a recipe do so when the trainer is built, before any file is written."""
+        for piece in self.pieces:
+            if hasattr(piece, "check"):
+                piece.check(trainer)
+
     def keep_members_(self, index: torch.Tensor) -> None:
         for piece in self.pieces:
             if hasattr(piece, "keep_members_"):
