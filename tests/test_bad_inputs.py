@@ -397,6 +397,7 @@ def test_help_and_a_bad_recipe_load_nothing_heavy(world):
             "assert main(['--help']) == 0\nassert main(['train', '--help']) == 0\n"
             "assert main(['train', 'lr-typo.yaml']) == 2\nassert main(['train', 'duplicate.yaml']) == 2\n"
             "assert main(['cv', 'ok.yaml', '--stop-share', '1.5']) == 2\nassert main(['runs', '.']) == 0\n"
+            "assert main(['train', 'activation.yaml']) == 2\nassert main(['train', 'data-name.yaml']) == 2\n"
             "heavy = sorted(m for m in ('torch', 'numpy', 'sklearn', 'matplotlib', 'optuna') if m in sys.modules)\n"
             "assert not heavy, heavy\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}

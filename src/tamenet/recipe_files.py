@@ -157,8 +157,12 @@ def raw_recipe(source: dict | str | Path | None, overrides: list[str] | None = N
 
 
 def parse_recipe(source: dict | str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """The typed recipe, checked for keys, types, ranges and choices (not yet for registered names)."""
-    return parse(Recipe, raw_recipe(source, overrides))
+    """The typed recipe, checked for keys, types, ranges, choices and the registries' names (`names.py`)."""
+    from .names import check_names
+
+    recipe = parse(Recipe, raw_recipe(source, overrides))
+    check_names(recipe)
+    return recipe
 
 
 def run_name(recipe: Recipe, suffix: str | None = None) -> str:

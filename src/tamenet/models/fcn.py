@@ -109,6 +109,9 @@ class FCN(Population):
 def build_fcn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> FCN:
     if not cfg.channels or any(c < 1 for c in cfg.channels):
         raise RecipeError(f"model.channels: expected a non-empty list of positive integers, got {cfg.channels}")
+    if isinstance(cfg.kernel_size, list) or isinstance(cfg.stride, list) or cfg.stride != 1:
+        raise RecipeError(f"model.kernel_size / model.stride: kind 'fcn' takes one odd kernel size and stride 1 "
+                          f"(its outputs keep every position), got kernel_size {cfg.kernel_size}, stride {cfg.stride}")
     if cfg.kernel_size % 2 == 0:
         raise RecipeError(f"model.kernel_size: expected an odd size (padding k // 2 keeps the positions), got {cfg.kernel_size}")
     if cfg.head_widths:
