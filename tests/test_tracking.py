@@ -97,3 +97,38 @@ def test_wandb_logs_offline_into_the_run_directory(tmp_path, monkeypatch):
         assert key in logged, key
     final = result.summary["per_member"][1]["test"]["accuracy"]
     assert json.dumps(final).encode() in logged  # the summary's value itself, as W&B writes it (JSON)
+
+
+def test_cross_validation_and_search_log_a_child_run_per_candidate_and_fold(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the MLflow tracker needs mlflow (the 'mlflow' extra)")
+    from mlflow.tracking import MlflowClient
+
+    from tamenet.select import cross_validate, search
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = {**_recipe(mlflow=True), "seed": 0, "penalty": {"l2": [0.0, 0.01]}, "name": "tracked-cv"}
+    result = cross_validate(recipe, folds=2, out=tmp_path / "cv")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'cv' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tracked-cv").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    tags = sorted((int(r.data.tags["candidate"]), int(r.data.tags["fold"])) for r in children)
+    assert tags == [(0, 0), (0, 1), (1, 0), (1, 1)]  # member m: candidate m // 2 on fold m % 2
+    rows = read_metrics(tmp_path / "cv")
+    for child in children:
+        member = int(child.data.tags["member"])
+        assert float(child.data.params["l2"]) == [0.0, 0.01][member // 2]
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        np.testing.assert_allclose([h.value for h in history],
+                                   [r["val_loss"] for r in rows if r["member"] == member], rtol=1e-12)
+        assert child.data.metrics["final_scored_loss"] == pytest.approx(result["per_member"][member]["scored"]["loss"])
+    assert "cv.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    found = search({**recipe, "penalty": {"l2": 0.0}, "name": "tracked-search"}, grid={"penalty.l2": [0.0, 0.1]},
+                   folds=2, refit=False, out=tmp_path / "search")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'search' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tracked-search").experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted((float(r.data.params["l2"]), r.data.tags["fold"]) for r in children) == [
+        (0.0, "0"), (0.0, "1"), (0.1, "0"), (0.1, "1")]
+    assert found["run_dir"] == str(tmp_path / "search")

@@ -90,12 +90,15 @@ def cross_validate(
     recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     writer = MetricsWriter(run_dir) if run_dir is not None else None
+    trackers = _trackers(recipe, run_dir, len(fold_list))
     try:
         run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, max_memory=max_memory,
-                     callbacks=[*([writer] if writer else []), *(callbacks or [])])
+                     callbacks=[*([writer] if writer else []), *trackers, *(callbacks or [])])
     except BaseException as err:
         if run_dir is not None:
             run_dir.finish("failed", message=f"{type(err).__name__}: {err}")
+        for tracker in trackers:
+            tracker.fail(f"{type(err).__name__}: {err}")
         raise
     metric = TASK_METRIC[pool.task]
     result = {
@@ -119,7 +122,18 @@ def cross_validate(
         plot_cv(result, run_dir.path / "cv.png")
         run_dir.finish("interrupted" if result["interrupted"] else "finished")
         result["run_dir"] = str(run_dir.path)
+        for tracker in trackers:  # once the run directory is complete
+            tracker.finish(run_dir.path, result, None)
     return result
+
+
+def _trackers(recipe: Recipe, run_dir, folds: int) -> list:
+    """MLflow / W&B listeners of a cross-validation or search job (member m: candidate m // folds, fold m % folds)."""
+    if run_dir is None or not (recipe.track.mlflow or recipe.track.wandb):
+        return []
+    from ..track.trackers import make_trackers
+
+    return make_trackers(recipe.track, run_dir.path, to_dict(recipe), folds=folds)
 
 
 def _memory(runs: list[CVRun]) -> dict[str, Any]:
@@ -215,14 +229,16 @@ def search(
     recipe, pool, fold_list, run_dir = _start(recipe, None, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     studies = []
+    trackers = _trackers(recipe, run_dir, len(fold_list))  # every population, chunk and trial batch a segment
+    listeners = [*trackers, *(callbacks or [])]
 
     def choose(pool_: Pool, folds_: list) -> tuple[list[dict], list[CVRun]]:
         if trials is None:
             return run_search(recipe, axes, pool_, folds_, stop_share=stop_share, halving_eta=halving,
-                              callbacks=callbacks, max_memory=max_memory)
+                              callbacks=listeners, max_memory=max_memory)
         rows_, runs_, study = run_trials(recipe, dims, pool_, folds_, trials=trials, batch=batch, sampler=sampler,
                                          pruner=pruner, seed=member_seeds(recipe)[0], stop_share=stop_share,
-                                         callbacks=callbacks, max_memory=max_memory)
+                                         callbacks=listeners, max_memory=max_memory)
         studies.append(study)
         return rows_, runs_
 
@@ -266,6 +282,8 @@ def search(
     except BaseException as err:
         if run_dir is not None:
             run_dir.finish("failed", message=f"{type(err).__name__}: {err}")
+        for tracker in trackers:
+            tracker.fail(f"{type(err).__name__}: {err}")
         raise
     if run_dir is not None:
         run_dir.write_json("search.json", result)
@@ -274,4 +292,6 @@ def search(
             plot_path(rows, numeric[0], metric, run_dir.path / "path.png")
         run_dir.finish("finished")
         result["run_dir"] = str(run_dir.path)
+        for tracker in trackers:
+            tracker.finish(run_dir.path, {}, None)  # search.json and path.png as artifacts; scores are per fold
     return result

@@ -56,9 +56,10 @@ def _numbers(row: dict) -> dict[str, float]:
 
 
 def final_metrics(summary: dict) -> dict[int, dict[str, float]]:
-    """Per member, its final figures from the summary: `final_<split>_<quantity>` (e.g. `final_test_accuracy`)."""
+    """Per member, its final figures from the summary: `final_<split>_<quantity>` (e.g. `final_test_accuracy`; in
+    cross-validation `final_fit_loss`, `final_scored_accuracy`, ...)."""
     entries = summary.get("per_member") or [{**summary, "member": 0}]
-    return {int(e.get("member", m)): {f"final_{split}_{q}": float(v) for split in ("train", "val", "test")
+    return {int(e.get("member", m)): {f"final_{split}_{q}": float(v) for split in ("train", "val", "test", "fit", "scored")
                                       if isinstance(e.get(split), dict) for q, v in e[split].items()
                                       if isinstance(v, (int, float)) and math.isfinite(v)}
             for m, e in enumerate(entries)}
@@ -115,17 +116,26 @@ class MLflowTracker(Tracker):
 
     name = "mlflow"
 
-    def __init__(self, run_dir: Path, recipe: dict, *, experiment: str | None = None) -> None:
+    def __init__(self, run_dir: Path, recipe: dict, *, experiment: str | None = None, folds: int | None = None) -> None:
         self.run_dir, self.recipe = Path(run_dir), recipe
         self.experiment = experiment or recipe.get("name") or EXPERIMENT
         self.uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(self.run_dir / MLFLOW_DB).resolve()}"
         self.client: Any = None
         self.parent: str | None = None
-        self.children: dict[int, str] = {}
+        self.experiment_id: str | None = None
+        self.folds = folds  # cross-validation and search: member m is candidate m // folds on fold m % folds
+        self.segment = -1  # one per population or memory chunk the job trains (one for `fit`)
+        self.children: dict[tuple[int, int], str] = {}  # (segment, member) -> child run
+        self.latest: dict[int, str] = {}  # member -> its latest child run (final figures go there)
 
     def train_begin(self, trainer: Any) -> None:
-        if self.client is not None:  # a resumed run keeps logging to the same runs
-            return
+        if self.client is None:
+            self._start(trainer)
+        self.segment += 1
+        if trainer.members > 1 or self.folds:
+            self._children(trainer)
+
+    def _start(self, trainer: Any) -> None:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
@@ -141,12 +151,26 @@ class MLflowTracker(Tracker):
         params = [Param(k, v[:6000]) for k, v in flat_params(self.recipe).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
             self.client.log_batch(self.parent, params=params[start : start + 100])
-        if trainer.members > 1:
-            for m in getattr(trainer, "member_ids", range(trainer.members)):
-                child_tags = {"mlflow.parentRunId": self.parent, "member": str(m), "candidate": str(m),
-                              "fold": "none", "chunk": "0"}
-                run = self.client.create_run(experiment_id, run_name=f"{self.run_dir.name}-member{m}", tags=child_tags)
-                self.children[m] = run.info.run_id
+        self.experiment_id = experiment_id
+
+    def _children(self, trainer: Any) -> None:
+        """One child run per member of this population or chunk, tagged with its candidate, fold and chunk, and
+        given the numbers it trains with as parameters."""
+        from mlflow.entities import Param
+
+        from ..train.hyper import member_table
+
+        numbers = member_table(trainer.recipe)
+        for m in getattr(trainer, "member_ids", range(trainer.members)):
+            candidate, fold = (m // self.folds, m % self.folds) if self.folds else (m, "none")
+            tags = {"mlflow.parentRunId": self.parent, "member": str(m), "candidate": str(candidate),
+                    "fold": str(fold), "chunk": str(self.segment)}
+            name = f"{self.run_dir.name}-{self.segment}-member{m}" if self.folds else f"{self.run_dir.name}-member{m}"
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            # the loop holds the numbers in float32: 7 significant digits give the recipe's own values back
+            params = [Param(k, format(v, ".7g") if isinstance(v, float) else str(v)) for k, v in numbers[m].items()]
+            self.client.log_batch(run_id, params=params)
+            self.children[(self.segment, m)] = self.latest[m] = run_id
 
     def epoch_end(self, trainer: Any, record: Any) -> None:
         import time
@@ -155,19 +179,20 @@ class MLflowTracker(Tracker):
 
         stamp = int(time.time() * 1000)
         for row in record.rows:
-            run_id = self.children.get(row.get("member"), self.parent)
+            run_id = self.children.get((self.segment, row.get("member")), self.parent)
             metrics = [Metric(k, v, stamp, int(row["epoch"])) for k, v in _numbers(row).items()]
             self.client.log_batch(run_id, metrics=metrics)
 
     def finish(self, run_dir: Path, summary: dict, model: Any) -> None:
         from mlflow.entities import Metric
 
-        for name in ("summary.json", "curves.png", "recipe.yaml", "run.json"):
+        for name in ("summary.json", "curves.png", "recipe.yaml", "run.json", "cv.json", "cv.png", "search.json",
+                     "path.png", "report.html"):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.parent, str(run_dir / name))
         for member, final in final_metrics(summary).items():
             if final:
-                run_id = self.children.get(member, self.parent)
+                run_id = self.latest.get(member, self.parent)
                 self.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in final.items()])
         if model is not None:
             self._log_model(model)
@@ -196,7 +221,7 @@ class MLflowTracker(Tracker):
             self._end("FAILED")
 
     def _end(self, status: str) -> None:
-        for run_id in [*self.children.values(), self.parent]:
+        for run_id in [*self.children.values(), self.parent]:  # every population's and chunk's child runs
             self.client.set_terminated(run_id, status=status)
 
 
@@ -219,11 +244,13 @@ class WandbTracker(Tracker):
 
     name = "wandb"
 
-    def __init__(self, run_dir: Path, recipe: dict) -> None:
+    def __init__(self, run_dir: Path, recipe: dict, *, folds: int | None = None) -> None:
         self.run_dir, self.recipe = Path(run_dir), recipe
         self.run: Any = None
+        self.folds, self.segment = folds, -1
 
     def train_begin(self, trainer: Any) -> None:
+        self.segment += 1
         if self.run is not None:
             return
         import wandb
@@ -236,7 +263,8 @@ class WandbTracker(Tracker):
     def epoch_end(self, trainer: Any, record: Any) -> None:
         metrics: dict[str, float] = {}
         for row in record.rows:
-            prefix = f"member_{row['member']}/" if self.members > 1 else ""
+            member = f"member_{row['member']}/"
+            prefix = f"population_{self.segment}/{member}" if self.folds else (member if self.members > 1 else "")
             metrics.update({f"{prefix}{k}": v for k, v in _numbers(row).items()})
         self.run.log(metrics, step=int(record.epoch))
 
@@ -252,15 +280,16 @@ class WandbTracker(Tracker):
             self.run.finish(exit_code=1)
 
 
-def make_trackers(track: Any, run_dir: Path | None, recipe: dict) -> list[Guarded]:
-    """The guarded trackers `track` (a `TrackConfig`) turns on; none without a run directory."""
+def make_trackers(track: Any, run_dir: Path | None, recipe: dict, *, folds: int | None = None) -> list[Guarded]:
+    """The guarded trackers `track` (a `TrackConfig`) turns on; none without a run directory. `folds`: a
+    cross-validation or search job, whose member m is candidate m // folds on fold m % folds."""
     if run_dir is None:
         return []
     out = []
     if getattr(track, "mlflow", False):
-        out.append(Guarded(MLflowTracker(run_dir, recipe)))
+        out.append(Guarded(MLflowTracker(run_dir, recipe, folds=folds)))
     if getattr(track, "wandb", False):
-        out.append(Guarded(WandbTracker(run_dir, recipe)))
+        out.append(Guarded(WandbTracker(run_dir, recipe, folds=folds)))
     return out
 
 
