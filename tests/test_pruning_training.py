@@ -111,6 +111,9 @@ def test_masks_are_member_state_through_snapshot_compaction_and_the_saved_model(
     with torch.no_grad():
         result.model.eval()
         assert torch.equal(loaded.model(x), result.model(x))
+    plain = loaded.to_torch(2)  # the exported member: its pruned weights are zeros, its masks stay behind
+    first = next(p for name, p in plain.named_parameters() if name.endswith("weight") and p.dim() == 2)
+    assert float((first == 0).float().mean()) >= 0.89
 
 
 def test_sparsity_is_a_numeric_grid_key():
