@@ -6,8 +6,9 @@ torch nor the libraries only training and model selection need (Optuna, scikit-l
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -39,15 +40,4 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr_
     from .trained import evaluate_run, load_run  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module behind a public name on first use, and keep the name for later look-ups."""
-    module = EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tamenet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, EXPORTS, globals())

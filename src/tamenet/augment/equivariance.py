@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..config import ImageAugmentConfig
-from ..nn import MemberRandom
-from .image import IMAGE_OPS, Draws, _scalar, augment_batch, check_ops, image_shape_of
+from .image import IMAGE_OPS, augment_as_member
 
 GEOMETRIC = tuple(name for name, op in IMAGE_OPS.items() if op.kind == "geometric")
 """The transforms that move a dense target with the image."""
@@ -35,13 +34,6 @@ def augment_with_targets(
     if targets.shape[0] != images.shape[0] or targets.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"augment_with_targets: expected targets [N, T, H, W] matching images {list(images.shape)}, "
                          f"got {list(targets.shape)}")
-    active = [op for op in IMAGE_OPS if _scalar(getattr(cfg, op), op) > 0]
-    check_ops(active, image_shape_of(tuple(images.shape[1:])))
-    random = MemberRandom([seed])
-    random.step = step
-    n = images.shape[0]
-    strength = {op: torch.full((n,), _scalar(getattr(cfg, op), op), device=images.device) for op in active}
-    p = torch.full((n,), _scalar(cfg.p, "p"), device=images.device)
-    out, moved = augment_batch(images, strength, p, Draws(random, n, images.device), active,
-                               targets=targets.to(images.dtype), target_mode=target_mode, image_mode=image_mode)
+    out, moved = augment_as_member(images, cfg, seed=seed, step=step, targets=targets.to(images.dtype),
+                                   target_mode=target_mode, image_mode=image_mode)
     return out, moved.to(targets.dtype)

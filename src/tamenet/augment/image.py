@@ -334,9 +334,11 @@ class ImageAugment:
         return x, y
 
 
-def augment_images(images: torch.Tensor, cfg: ImageAugmentConfig, *, seed: int = 0, step: int = 0) -> torch.Tensor:
-    """The recipe's image augmentation of a stack of images [N, C, H, W], as one member with `seed` at `step`
-    would draw it (`tamenet preview`; the same code path as training)."""
+def augment_as_member(images: torch.Tensor, cfg: ImageAugmentConfig, *, seed: int = 0, step: int = 0,
+                      targets: torch.Tensor | None = None, target_mode: str = "nearest",
+                      image_mode: str = "bilinear") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`augment_batch` of images [N, C, H, W] (and dense `targets`) by the recipe's strengths, as one member with
+    `seed` at `step` draws them: the same code path as training, for the preview and `augment_with_targets`."""
     from ..nn import MemberRandom
 
     active = [op for op in IMAGE_OPS if _scalar(getattr(cfg, op), op) > 0]
@@ -346,8 +348,14 @@ def augment_images(images: torch.Tensor, cfg: ImageAugmentConfig, *, seed: int =
     n = images.shape[0]
     strength = {op: torch.full((n,), _scalar(getattr(cfg, op), op), device=images.device) for op in active}
     p = torch.full((n,), _scalar(cfg.p, "p"), device=images.device)
-    out, _ = augment_batch(images, strength, p, Draws(random, n, images.device), active)
-    return out
+    return augment_batch(images, strength, p, Draws(random, n, images.device), active, targets=targets,
+                         target_mode=target_mode, image_mode=image_mode)
+
+
+def augment_images(images: torch.Tensor, cfg: ImageAugmentConfig, *, seed: int = 0, step: int = 0) -> torch.Tensor:
+    """The recipe's image augmentation of a stack of images [N, C, H, W], as one member with `seed` at `step`
+    would draw it (`tamenet preview`; the same code path as training)."""
+    return augment_as_member(images, cfg, seed=seed, step=step)[0]
 
 
 def _scalar(value, name: str) -> float:

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import QuantizeConfig, RecipeError
 from ..nn import Conv, Linear
-from .quantize import fake_quantize_tensor
+from .quantize import check_bits, fake_quantize_tensor
 
 FLOAT_BITS = 16  # what a member with bits 0 is computed at before its float weights are put back
 
@@ -25,18 +25,18 @@ class WeightQuantizer(nn.Module):
 
     def __init__(self, bits: list[int], *, symmetric: bool, per_channel: bool, channel_axis: int) -> None:
         super().__init__()
+        if any(b != 0 for b in bits):
+            check_bits([b for b in bits if b != 0])  # here once: the forward pass reads nothing back to the host
         self.register_buffer("bits", torch.tensor([float(b) for b in bits]))
         self.symmetric, self.per_channel, self.channel_axis = symmetric, per_channel, channel_axis
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         off = self.bits == 0
-        bits = torch.where(off, torch.full_like(self.bits, FLOAT_BITS), self.bits).cpu()
+        bits = torch.where(off, torch.full_like(self.bits, FLOAT_BITS), self.bits).to(weight.dtype)
         quantized = fake_quantize_tensor(weight, bits, symmetric=self.symmetric, member_axis=True,
                                          granularity="channel" if self.per_channel else "tensor",
-                                         channel_axis=self.channel_axis)
-        if bool(off.any()):
-            quantized = torch.where(off.view(-1, *([1] * (weight.dim() - 1))), weight, quantized)
-        return quantized
+                                         channel_axis=self.channel_axis, check=False)
+        return torch.where(off.view(-1, *([1] * (weight.dim() - 1))), weight, quantized)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits.tolist()}, symmetric={self.symmetric}, per_channel={self.per_channel}"

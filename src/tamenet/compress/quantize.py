@@ -65,9 +65,11 @@ def check_bits(bits: torch.Tensor | int | float) -> torch.Tensor:
     return b
 
 
-def integer_range(bits: torch.Tensor | int, *, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q_min, q_max): [0, 2^b - 1] for asymmetric, [-(2^(b-1) - 1), 2^(b-1) - 1] for symmetric."""
-    b = check_bits(bits)
+def integer_range(bits: torch.Tensor | int, *, symmetric: bool, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q_min, q_max): [0, 2^b - 1] for asymmetric, [-(2^(b-1) - 1), 2^(b-1) - 1] for symmetric.
+
+    `check=False` takes `bits` as a float tensor already checked (the training step: no host read per step)."""
+    b = check_bits(bits) if check else bits
     if symmetric:
         q_max = 2.0 ** (b - 1) - 1
         return -q_max, q_max
@@ -94,9 +96,9 @@ def observed_range(r: torch.Tensor, *, granularity: str = "tensor", member_axis:
 
 
 def quant_params(lo: torch.Tensor, hi: torch.Tensor, bits: torch.Tensor | int, *, symmetric: bool,
-                 member_axis: bool = False) -> QuantParams:
+                 member_axis: bool = False, check: bool = True) -> QuantParams:
     """S and Z that map [lo, hi] onto the integer grid of `bits` bits (bits [M] broadcast on the member axis)."""
-    q_min, q_max = integer_range(bits, symmetric=symmetric)
+    q_min, q_max = integer_range(bits, symmetric=symmetric, check=check)
     q_min, q_max = (_on_members(q.to(lo.dtype).to(lo.device), lo.dim(), member_axis) for q in (q_min, q_max))
     lo, hi = torch.minimum(lo, torch.zeros_like(lo)), torch.maximum(hi, torch.zeros_like(hi))  # 0 is exact
     tiny = torch.finfo(lo.dtype).tiny
@@ -151,10 +153,11 @@ def fake_quantize(r: torch.Tensor, params: QuantParams) -> torch.Tensor:
 
 
 def fake_quantize_tensor(r: torch.Tensor, bits: torch.Tensor | int, *, symmetric: bool = True,
-                         granularity: str = "tensor", member_axis: bool = False, channel_axis: int = -1) -> torch.Tensor:
+                         granularity: str = "tensor", member_axis: bool = False, channel_axis: int = -1,
+                         check: bool = True) -> torch.Tensor:
     """Fake-quantize r with a range taken from r itself (weights: per tensor or per output channel)."""
     lo, hi = observed_range(r, granularity=granularity, member_axis=member_axis, channel_axis=channel_axis)
-    return fake_quantize(r, quant_params(lo, hi, bits, symmetric=symmetric, member_axis=member_axis))
+    return fake_quantize(r, quant_params(lo, hi, bits, symmetric=symmetric, member_axis=member_axis, check=check))
 
 
 class MinMaxObserver:

@@ -369,18 +369,23 @@ def export_mlp(model: MLP, m: int) -> list[nn.Module]:
     layers = _input_layers(model, m)
     for i, linear in enumerate(model.hidden):
         norm = plain_norm(model.norms[i], m, dims=0, where=f"norms.{i}") if model.has_norm else None
-        body: list[nn.Module] = [plain_linear(linear, m)]
-        if norm is not None and model.norm_position == "before":
-            body.append(norm)
-        body.append(plain_activation(model.activation, where="activation"))
-        if norm is not None and model.norm_position == "after":
-            body.append(norm)
-        body += plain_dropout(model.dropouts[i], m)
-        if model.residual and linear.in_features == linear.out_features:
-            layers.append(Residual(_sequence(body), scale=model.residual_scale))
-        else:
-            layers += body
+        layers += _hidden_block(model, plain_linear(linear, m), norm, model.dropouts[i], m,
+                                skip=linear.in_features == linear.out_features)
     return layers + [plain_linear(model.output, m)]
+
+
+def _hidden_block(model: MLP | CNN | FCN, first: nn.Module, norm: nn.Module | None, dropout: nn.Module, m: int, *,
+                  skip: bool) -> list[nn.Module]:
+    """One hidden layer: first (linear or conv) -> norm/activation in the model's order -> dropout, wrapped in a
+    residual connection when the model has them and the shapes allow (`skip`)."""
+    body: list[nn.Module] = [first]
+    if norm is not None and model.norm_position == "before":
+        body.append(norm)
+    body.append(plain_activation(model.activation, where="activation"))
+    if norm is not None and model.norm_position == "after":
+        body.append(norm)
+    body += plain_dropout(dropout, m)
+    return [Residual(_sequence(body), scale=model.residual_scale)] if model.residual and skip else body
 
 
 def _global_average(dims: int) -> list[nn.Module]:
@@ -412,18 +417,9 @@ def _conv_blocks(model: CNN | FCN, m: int) -> list[nn.Module]:
     pools = {"max": PLAIN_MAX_POOLS, "avg": PLAIN_AVG_POOLS}
     for i, (conv, pooled) in enumerate(zip(model.convs, model.pooled)):
         norm = plain_norm(model.norms[i], m, dims=dims, where=f"norms.{i}") if model.has_norm else None
-        body: list[nn.Module] = [plain_conv(conv, m)]
-        if norm is not None and model.norm_position == "before":
-            body.append(norm)
-        body.append(plain_activation(model.activation, where="activation"))
-        if norm is not None and model.norm_position == "after":
-            body.append(norm)
-        body += plain_dropout(model.dropouts[i], m)
         # stride 1 and padding k // 2 keep the positions: the shapes agree when the channels do
-        if model.residual and conv.in_channels == conv.out_channels and conv.stride == 1:
-            layers.append(Residual(_sequence(body), scale=model.residual_scale))
-        else:
-            layers += body
+        layers += _hidden_block(model, plain_conv(conv, m), norm, model.dropouts[i], m,
+                                skip=conv.in_channels == conv.out_channels and conv.stride == 1)
         if pooled:
             layers.append(pools[model.pool_kind][dims](2, 2))
     return layers

@@ -7,10 +7,11 @@ line's defaults and names) loads without torch.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from ..lazy import lazy_attributes
 
 EXPORTS: dict[str, str] = {
     "STOP_SHARE": "options", "MAX_SPLITS": "options", "MEMORY_ENV": "options", "PRUNERS": "options",
@@ -28,17 +29,7 @@ EXPORTS: dict[str, str] = {
 __all__ = sorted(EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tamenet.select' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, EXPORTS, globals())
 
 
 class _Package(types.ModuleType):

@@ -36,14 +36,20 @@ class MetricsWriter(Listener):
         self.run_dir.log_epoch(record.rows)
 
 
-def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
-    """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
-    recipe = load_recipe(source, overrides)
+def refuse_in_folds(recipe: Recipe) -> None:
+    """What cross-validation and search cannot do yet, refused by name: a teacher or a source run (they may have
+    seen the scored rows) and text or audio augmentation (the folds would train on clean rows)."""
     refuse_in_cross_validation(recipe)
     refuse_transfer_in_cross_validation(recipe)
     if augments_text_or_audio(recipe):
         raise RecipeError("augment.text / augment.audio: cross-validation and search do not apply text or audio "
                           "augmentation yet (the folds would train on clean rows); expected none of their operations")
+
+
+def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
+    """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
+    recipe = load_recipe(source, overrides)
+    refuse_in_folds(recipe)
     pool = make_pool(recipe)
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
@@ -209,12 +215,7 @@ def search(
     if trials is None and space:
         raise ValueError("search: --space goes with --trials; a grid is given with --grid")
     memory_budget(max_memory)
-    recipe = load_recipe(recipe, overrides)
-    refuse_in_cross_validation(recipe)
-    refuse_transfer_in_cross_validation(recipe)
-    if augments_text_or_audio(recipe):
-        raise RecipeError("augment.text / augment.audio: cross-validation and search do not apply text or audio "
-                          "augmentation yet (the folds would train on clean rows); expected none of their operations")
+    recipe = load_recipe(recipe, overrides)  # _start refuses what folds cannot do yet, before any file
     if trials is None:
         axes = parse_grid(grid) if isinstance(grid, list) else dict(grid)
         keys = list(axes)

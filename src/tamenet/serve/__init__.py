@@ -6,8 +6,7 @@ first use (PEP 562), so `tamenet serve --help` reads `serve.auth` without numpy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_attributes
 
 _WHERE = {"TOKEN_ENV": "auth", "authorized": "auth", "is_loopback": "auth", "resolve_token": "auth",
           "MAX_MC": "rows", "PredictRequest": "rows", "RequestError": "rows", "Schema": "rows", "parse_request": "rows"}
@@ -16,10 +15,7 @@ __all__ = ["MAX_MC", "TOKEN_ENV", "PredictRequest", "RequestError", "Schema", "a
            "is_loopback", "parse_request", "resolve_token"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'tamenet.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())
 
 
 def create_app(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a thin lazy alias of app.create_app

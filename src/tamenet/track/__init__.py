@@ -6,8 +6,7 @@ table, loads neither torch nor matplotlib (the command line's `tamenet runs` ans
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_attributes
 
 EXPORTS: dict[str, str] = {
     "atomic_torch_save": "atomic", "atomic_write_bytes": "atomic", "atomic_write_json": "atomic",
@@ -23,14 +22,4 @@ EXPORTS: dict[str, str] = {
 __all__ = sorted(EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tamenet.track' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, EXPORTS, globals())
