@@ -19,6 +19,7 @@ from .compress.distillation import attach_teacher
 from .compress.transfer_step import apply_transfer, attach_transfer
 from .config import Recipe, RecipeError, to_dict
 from .data import SplitData, prepare
+from .dist.data_parallel import start as start_data_parallel
 from .ensemble import ensemble_recipe, summarize_ensemble
 from .models import Population, Wrapped, build_model, count_parameters
 from .recipes import load_recipe
@@ -27,6 +28,7 @@ from .track import RunDir, atomic_torch_save, atomic_write_text, plot_curves
 from .track.trackers import make_trackers
 from .track.lock import run_state
 from .train import TASK_METRIC, EpochRecord, LoopState, Trainer, evaluate, member_seeds
+from .train.loop import resolve_device
 from .train.events import Listener
 from .train.hyper import member_table
 from .train.member_data import MemberData
@@ -237,6 +239,9 @@ def fit(
         raise RecipeError("augment.text / augment.audio: text and audio augmentation trains through "
                           "tamenet.train.text_audio_fit.fit_augmented(recipe) in this version (no run directory, not "
                           "yet `tamenet train`); expected no text or audio operations here")
+    parallel = start_data_parallel(resolve_device(recipe.train.device))  # under torchrun: join the other ranks
+    if parallel is not None and not parallel.ranks.is_main:
+        out = None  # only rank 0 writes the run directory (and reports to the trackers)
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
     data = prepare(recipe.data, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)
@@ -261,12 +266,16 @@ def fit(
     if writer is not None:
         trainer.events.add(writer, first=True)
         trainer.events.add(WeightRecorder(run.path))  # weights.csv: per-layer norms and zero shares for the report
-    trackers = make_trackers(recipe.track, run.path if run is not None else None, to_dict(recipe))  # MLflow, W&B
+    trackers = [] if parallel is not None and out is None else \
+        make_trackers(recipe.track, run.path if run is not None else None, to_dict(recipe))  # MLflow, W&B
     for tracker in trackers:
         trainer.events.add(tracker)
     if saved is not None:
         trainer.load_state_dict(saved["trainer"])
-        run.rows = [r for r in trainer.history]
+        if run is not None:  # None on the ranks that do not write
+            run.rows = [r for r in trainer.history]
+    if parallel is not None:  # each rank trains on its shard of every batch, gradients averaged by DDP
+        parallel.attach(trainer)
     if run is not None:
         run.write_recipe(to_dict(recipe))
         run.write_json("run.json", provenance(recipe, data))

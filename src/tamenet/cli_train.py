@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     train.add_argument("--ensemble", type=int, metavar="M",  # its range is checked by fit (one message)
                        help="train seeds base..base+M-1 as one population and report their averaged prediction")
+    train.add_argument("--nproc", type=int, metavar="N",
+                       help="data-parallel training on N processes of this machine (one per CPU core or GPU), "
+                            "launched through torchrun: each trains on 1/N of every batch (docs/distributed.md)")
+    train.add_argument("--dist-timeout", type=float, default=None, metavar="S",
+                       help="under torchrun: seconds a process waits for the others (the rendezvous, then each "
+                            "gradient exchange) before the job ends with a message (default 60)")
     add_no_report(train)
 
 
@@ -69,20 +75,37 @@ def device_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .dist.group import ranks_from_env
     from .recipe_files import parse_recipe, run_name
 
     overrides = device_overrides(args)
+    ranks = ranks_from_env()  # under torchrun: this process's rank; None in a one-process job
+    if getattr(args, "dist_timeout", None) is not None and not args.dist_timeout > 0:
+        raise ValueError(f"--dist-timeout: expected a number of seconds > 0, got {args.dist_timeout:g}")
     if args.resume:  # the run's own recipe, with --set overrides such as train.epochs=300
         if args.recipe or args.out or args.ensemble:
             given = [f for f, v in (("a recipe", args.recipe), ("--out", args.out), ("--ensemble", args.ensemble)) if v]
             raise ValueError(f"--resume DIR continues that run with its own recipe and folder; expected only --set "
                              f"beside it, got also {', '.join(given)}")
         recipe, out = None, Path(args.resume)
-        _check_not_running(out)
+        light = None
+        if ranks is None:  # under torchrun the run is being written by rank 0 of this very job
+            _check_not_running(out)
     else:
         light = parse_recipe(args.recipe, overrides)  # keys, types, ranges: before torch is imported
         recipe = args.recipe
-        out = check_out(Path(args.out)) if args.out else default_out(run_name(light))
+        if ranks is not None and not ranks.is_main:
+            out = Path(args.out) if args.out else None  # rank 0 checks and writes the folder
+        else:
+            out = check_out(Path(args.out)) if args.out else default_out(run_name(light))
+    if getattr(args, "nproc", None) is not None:
+        from .cli_train_nproc import launch
+
+        return launch(args, out, light)
+    if ranks is not None:
+        from .cli_train_nproc import join_job
+
+        join_job(ranks, args, light)
 
     from .allocator import keep_freed_memory
     from .api import diverged_message, fit
@@ -91,8 +114,14 @@ def run(args: argparse.Namespace) -> int:
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     progress = make_progress(sys.stdout)
     with progress:
-        result = fit(recipe, out=out, callbacks=[progress], resume=args.resume, overrides=overrides,
-                     ensemble=args.ensemble, keep_last=args.keep_last)
+        result = fit(recipe, out=out, callbacks=[progress] if ranks is None or ranks.is_main else [],
+                     resume=args.resume, overrides=overrides, ensemble=args.ensemble, keep_last=args.keep_last)
+    if ranks is not None:
+        from .dist.group import leave
+
+        leave()
+        if not ranks.is_main:  # rank 0 prints and reports
+            return 0
     print(summary_text(result.summary))
     print(f"run directory: {result.run_dir}")
     after_job(args, result.run_dir)

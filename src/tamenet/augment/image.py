@@ -102,7 +102,7 @@ class Draws:
 
     def uniform(self, op: str, k: int) -> torch.Tensor:
         stream = IMAGE_STREAM + 64 * list(IMAGE_OPS).index(op)
-        return self.random.uniform(stream, (self.batch, k), device=self.device).reshape(-1, k)
+        return self.random.uniform(stream, (self.batch, k), device=self.device, rows=True).reshape(-1, k)
 
     def normal(self, op: str, shape: tuple[int, ...]) -> torch.Tensor:
         """Per-pixel draws are many: member m's come from a torch generator seeded by (seed_m, step, stream), one
@@ -112,8 +112,9 @@ class Draws:
 
         stream = IMAGE_STREAM + 64 * list(IMAGE_OPS).index(op) + 1
         out = torch.empty(len(self.random.seeds), self.batch, *shape, device=self.device)
+        shard = (self.random.row_offset,) if self.random.row_offset else ()  # a data-parallel rank: its own draws
         for m, seed in enumerate(self.random.seeds):
-            generator = torch.Generator(device=self.device).manual_seed(mix_seed(seed, self.random.step, stream))
+            generator = torch.Generator(device=self.device).manual_seed(mix_seed(seed, self.random.step, stream, *shard))
             out[m].normal_(generator=generator)
         return out.reshape(-1, *shape)
 

@@ -6,13 +6,13 @@ MASTER_PORT for each, and ends the job when one of them dies (its exit code and 
 machines, run torchrun yourself with ``--nnodes`` and ``--rdzv-endpoint`` (docs/scaling.md); `tamenet ... --nproc`
 is the one-machine shortcut.
 
-Pure functions and one subprocess call; no torch import (the command checks its arguments before torch loads).
+Pure functions, and torchrun's launcher imported inside `relaunch` only (the command checks its arguments before
+torch loads).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from typing import Sequence
 
@@ -73,15 +73,49 @@ def torchrun_argv(nproc: int, argv: Sequence[str], *, python: str | None = None)
 def relaunch(nproc: int, argv: Sequence[str], *, env: dict[str, str] | None = None) -> int:
     """Run ``tamenet ARGV`` on `nproc` processes and wait; the job's exit code (0 when every rank ended well).
 
-    torchrun prints which rank failed and how; a rank that dies ends the whole job (torchrun stops the others),
-    and ``--resume RUN_DIR`` continues from the last checkpoint the main rank wrote.
+    torchrun's own launcher (`torch.distributed.run`, its elastic agent) runs in this process, so a rank that
+    dies is reported in one line (`failure_line`) instead of torchrun's traceback and report: torchrun stops
+    the others, and ``--resume RUN_DIR`` continues from the last checkpoint the main rank wrote. A rank that
+    ended with a user error (exit code 2) has printed its own line; the job then ends with 2 and nothing more.
     """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("OMP_NUM_THREADS", "1")  # one core per process (check_nproc); torchrun would say so too
-    result = subprocess.run(torchrun_argv(nproc, argv), env=child_env, check=False)
-    if result.returncode not in (0, 1, 2, 130):
-        print(f"tamenet: a process of the {nproc}-process job failed (exit code {result.returncode}); see the "
-              f"lines above for the rank; --resume RUN_DIR continues a training run from its last checkpoint",
-              file=sys.stderr)
+    saved_env = dict(os.environ)
+    elastic = logging.getLogger("torch.distributed.elastic")
+    saved_level = elastic.level
+    os.environ.clear()
+    os.environ.update(child_env)  # the agent hands its environment to the processes it starts
+    elastic.setLevel(logging.ERROR)  # its "sending SIGTERM to the others" warnings: the line below says it
+    try:
+        run(parse_args(torchrun_argv(nproc, argv)[3:]))
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        if failure.exitcode in (1, 2, 130):  # diverged / a user error (its line printed) / interrupted
+            return failure.exitcode
+        print(failure_line(nproc, rank, failure.exitcode), file=sys.stderr)
         return 2
-    return result.returncode
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        elastic.setLevel(saved_level)
+    return 0
+
+
+def failure_line(nproc: int, rank: int, exitcode: int) -> str:
+    """One line for a rank of the job that died: which, how, and how to continue."""
+    import signal
+
+    if exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    else:
+        how = f"failed with exit code {exitcode} (its traceback is above)"
+    return (f"tamenet: rank {rank} of the {nproc}-process job {how}; torchrun stopped the other processes; "
+            f"tamenet train --resume RUN_DIR continues a training run from its last checkpoint")

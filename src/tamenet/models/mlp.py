@@ -126,7 +126,7 @@ class MLP(Population):
         for layer, linear in enumerate([*self.hidden, self.output]):
             hidden = layer < len(self.hidden)
             linear.set_weight_transforms(
-                noise=GaussianNoise(weight_noise, random=self.random, stream=WEIGHT_NOISE_STREAM + layer)
+                noise=GaussianNoise(weight_noise, random=self.random, stream=WEIGHT_NOISE_STREAM + layer, per_row=False)
                 if use_weight_noise else None,
                 norm=weight_norm_factory(members, linear.in_features, linear.out_features, self.random.seeds, layer)
                 if hidden and weight_norm_factory else None,

@@ -190,7 +190,8 @@ class Dropout(nn.Module):
         if not self.training:  # Monte-Carlo sampling: T copies of a batch's masks, from torch's generator
             return dropout_masked(x, self.p, self.random.generator_keep(self.stream, tuple(x.shape[1:]), self.p,
                                                                          device=x.device), mode=self.mode)
-        return dropout(x, self.p, self.random.uniform(self.stream, tuple(x.shape[1:]), device=x.device), mode=self.mode)
+        draws = self.random.uniform(self.stream, tuple(x.shape[1:]), device=x.device, rows=True)
+        return dropout(x, self.p, draws, mode=self.mode)
 
     def sample_tiled(self, x: torch.Tensor, copies: int) -> torch.Tensor:
         """Monte-Carlo sampling of x [M, N, ...] tiled `copies` times along N: exactly what a sampling
@@ -243,17 +244,19 @@ class GaussianNoise(nn.Module):
     On activations [M, B, ...] (hidden units) or on a weight [M, in, out] (weight noise: the
     gradient is then taken at the noisy weight, as autograd differentiates `W + sigma eps` in W).
     Draws come from the population's `MemberRandom`, so member m's noise does not depend on the others.
+    `per_row`: the noised tensor's axis 1 is the batch (activations; False for a weight), so each process of a
+    data-parallel job draws its own rows' noise (`MemberRandom.uniform`'s `rows`).
     """
 
     member_buffers = ("sigma",)
 
-    def __init__(self, sigma: list[float], *, random: MemberRandom, stream: int) -> None:
+    def __init__(self, sigma: list[float], *, random: MemberRandom, stream: int, per_row: bool = True) -> None:
         super().__init__()
         for v in sigma:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0.0:
                 raise ValueError(f"GaussianNoise: expected standard deviations >= 0, got {v!r}")
         self.register_buffer("sigma", _member_tensor(sigma, random.size, "GaussianNoise"))
-        self.random, self.stream = random, stream
+        self.random, self.stream, self.per_row = random, stream, per_row
         self.active = any(v > 0 for v in sigma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,7 +264,8 @@ class GaussianNoise(nn.Module):
             return x
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.random.size, *x.shape)
-        return add_noise(x, self.sigma, self.random.normal(self.stream, tuple(x.shape[1:]), device=x.device))
+        eps = self.random.normal(self.stream, tuple(x.shape[1:]), device=x.device, rows=self.per_row)
+        return add_noise(x, self.sigma, eps)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma.tolist()}"

@@ -79,6 +79,27 @@ def _from_member_channels(out: torch.Tensor, members: int) -> torch.Tensor:
     return out.view(b, members, mc // members, *spatial).transpose(0, 1)
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """`y = sum_r x_r` over the processes of the default group; its gradient is again the sum over ranks of the
+    ranks' output gradients (each rank's loss depends on every rank's x through y)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class BatchNorm(_MemberNorm):
     """`y = gamma (x - mean_B) / sqrt(var_B + eps) + beta`; at test the running averages
     `r <- (1 - alpha) r + alpha * batch_stat` replace the batch statistics (Ioffe & Szegedy, ICML 2015).
@@ -93,8 +114,13 @@ class BatchNorm(_MemberNorm):
         self.register_buffer("running_mean", torch.zeros(members, channels))
         self.register_buffer("running_var", torch.ones(members, channels))
 
+    synced = False
+    """True in a data-parallel job (`tamenet.dist.data_parallel`): training statistics over every process's rows."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        if self.synced and self.training:
+            return self._synced_forward(x)
         out = F.batch_norm(
             _member_channels(x),
             self.running_mean.view(-1),
@@ -106,6 +132,29 @@ class BatchNorm(_MemberNorm):
             eps=self.eps,
         )
         return _from_member_channels(out, self.members)
+
+    def _synced_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-member SyncBatchNorm: the batch statistics of member m over the rows of every process.
+
+        With n_r rows on process r (times the spatial positions), two all-reduces (sums, differentiable:
+        `torch.distributed.nn.functional.all_reduce`) give `N = sum_r n_r`, `mean = sum_r sum_i x_i / N` and
+        `var = sum_r sum_i (x_i - mean)^2 / N` (two passes, as accurate as one process's), so the output equals
+        the one-process BatchNorm of the concatenated batch; the running variance is the unbiased `var N/(N-1)`.
+        """
+        all_reduce = _SumOverRanks.apply
+        dims = [1, *range(3, x.dim())]
+        count = torch.full((self.members, 1), x.numel() / (self.members * self.channels), dtype=x.dtype,
+                           device=x.device)
+        totals = all_reduce(torch.cat([x.sum(dims), count], dim=1))
+        n = totals[:, -1:]
+        mean = totals[:, :-1] / n  # [M, C]
+        shape = (self.members, 1, self.channels) + (1,) * (x.dim() - 3)
+        centered = x - mean.view(shape)
+        var = all_reduce(centered.square().sum(dims)) / n
+        with torch.no_grad():
+            self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var * n / (n - 1).clamp_min(1), alpha=self.momentum)
+        return self._affine(centered * torch.rsqrt(var + self.eps).view(shape))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, momentum={self.momentum}"

@@ -45,6 +45,7 @@ class MemberRandom:
     def __init__(self, seeds: list[int]) -> None:
         self.seeds = [int(s) for s in seeds]
         self.step = 0
+        self.row_offset = 0  # data-parallel training: the global batch position of this process's first row
         self._seed_keys = torch.tensor([mix_seed(s) for s in self.seeds], dtype=torch.int64)
         self._device_keys: dict[torch.device, torch.Tensor] = {}  # the keys copied once to each accelerator
 
@@ -71,17 +72,23 @@ class MemberRandom:
         out.step = self.step
         return out
 
-    def _bits(self, stream: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    def _bits(self, stream: int, shape: tuple[int, ...], device: torch.device, rows: bool = False) -> torch.Tensor:
         step_key = mix_seed(self.step, stream)
         keys = hash32(self._keys_on(device) ^ step_key)
         count = math.prod(shape)
-        index = torch.arange(count, dtype=torch.int64, device=device).view(1, *shape)
+        start = self.row_offset * math.prod(shape[1:]) if rows and shape else 0
+        index = torch.arange(start, start + count, dtype=torch.int64, device=device).view(1, *shape)
         keys = keys.view(-1, *([1] * len(shape)))
         return hash32((hash32(index ^ keys) + keys) & _MASK32)
 
-    def uniform(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu") -> torch.Tensor:
-        """U[0, 1) of shape [M, *shape], float32 with 24 random bits."""
-        bits = self._bits(stream, tuple(shape), torch.device(device))
+    def uniform(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
+                rows: bool = False) -> torch.Tensor:
+        """U[0, 1) of shape [M, *shape], float32 with 24 random bits.
+
+        `rows=True`: shape[0] is the batch axis, and row i draws the numbers of row `row_offset + i` (a process of
+        a data-parallel job, holding rows [row_offset, row_offset + B) of the global batch, draws what those rows
+        draw in a single process; `row_offset` is 0 outside such a job)."""
+        bits = self._bits(stream, tuple(shape), torch.device(device), rows)
         return (bits >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
     def generator_keep(
@@ -102,9 +109,10 @@ class MemberRandom:
         threshold = (torch.round(p.double() * 65536) - 32768).clamp(-32768, 32767).to(torch.int16).to(device)
         return (bits[:, :count] >= threshold.view(-1, 1)).view(len(self.seeds), *shape)
 
-    def normal(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu") -> torch.Tensor:
-        """N(0, 1) of shape [M, *shape] by the Box-Muller transform of two uniform streams."""
-        u1 = self.uniform(2 * stream + 1_000_003, shape, device=device)
-        u2 = self.uniform(2 * stream + 1_000_004, shape, device=device)
+    def normal(self, stream: int, shape: tuple[int, ...], *, device: torch.device | str = "cpu",
+               rows: bool = False) -> torch.Tensor:
+        """N(0, 1) of shape [M, *shape] by the Box-Muller transform of two uniform streams (`rows`: see `uniform`)."""
+        u1 = self.uniform(2 * stream + 1_000_003, shape, device=device, rows=rows)
+        u2 = self.uniform(2 * stream + 1_000_004, shape, device=device, rows=rows)
         radius = torch.sqrt(-2.0 * torch.log1p(-u1))  # 1 - u1 lies in (0, 1]
         return radius * torch.cos((2.0 * math.pi) * u2)

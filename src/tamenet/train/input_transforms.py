@@ -22,5 +22,5 @@ class InputNoise:
         noise = trainer.hyper["input_noise"]
         if x.dim() == 2:  # a batch shared by all members gains the member axis
             x = x.unsqueeze(0).expand(trainer.members, *x.shape)
-        eps = trainer.model.random.normal(INPUT_NOISE_STREAM, tuple(x.shape[1:]), device=x.device)
+        eps = trainer.model.random.normal(INPUT_NOISE_STREAM, tuple(x.shape[1:]), device=x.device, rows=True)
         return x + noise.view(-1, *([1] * (x.dim() - 1))) * eps

@@ -207,6 +207,7 @@ class Trainer:
         self.step.check(self)  # a piece's refusal (rows that are not images, ...) comes before any file is written
         self.resumable = True  # the state is a completed epoch's (False while an epoch's steps run)
         self.resume_state: dict | None = None
+        self.parallel: Any = None  # data-parallel training: this rank's `tamenet.dist.data_parallel.DataParallel`
 
     def max_norm_of(self, active: torch.Tensor) -> torch.Tensor | None:
         """Max-norm's c [M] for the members still training (0 for the others: their weights stay put); None when off."""
@@ -240,6 +241,8 @@ class Trainer:
         model.train()
         for b in range(steps):
             self.batch_positions = order[..., b * self.batch_size : (b + 1) * self.batch_size]  # read by pieces (distill)
+            if self.parallel is not None:  # this rank's rows of the global batch
+                self.batch_positions = self.parallel.shard(self, self.batch_positions)
             xb, yb = data.batch(self.batch_positions)
             model.random.step = self.state.step
             factor = lr_factor(tcfg.schedule, epoch + b / steps, tcfg.epochs, step_size=1.0 / steps)
@@ -252,6 +255,8 @@ class Trainer:
             if hears_steps:
                 self.events.emit("step_end", self, self.state.step)
         self.last_lr = lr
+        if self.parallel is not None:  # the global batch's sums
+            loss_sum, score_sum = self.parallel.sum_over_ranks(loss_sum, score_sum)
         return loss_sum / n, finish_metric(score_sum, n, data.task, target_std=self.target_std), self._penalty()
 
     @torch.no_grad()
@@ -286,6 +291,8 @@ class Trainer:
                         state.wall_time = time.perf_counter() - start
                         self.resumable = True
                         self.events.emit("epoch_end", self, record)
+                        if self.parallel is not None:  # every rank took the same decisions
+                            self.parallel.check_agreement(self)
                     if not bool(self.active().any()):
                         break
         except KeyboardInterrupt:

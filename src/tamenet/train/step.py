@@ -81,7 +81,8 @@ class Step:
             x, y = piece(trainer, x, y)
         for transform in self._acting["inputs"]:
             x = transform(trainer, x)
-        out = trainer.model(x)
+        parallel = getattr(trainer, "parallel", None)  # data-parallel training: the forward pass through DDP
+        out = trainer.model(x) if parallel is None else parallel.forward(trainer, x)
         loss = self.loss(trainer, out, y)
         for role in trainer.roles:
             role.param.grad = None
