@@ -24,6 +24,7 @@ tensors in place, so the DDP wrapper (its gradient buckets) is rebuilt after one
 
 from __future__ import annotations
 
+import gc
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,10 @@ class DataParallel:
     def forward(self, trainer: "Trainer", x: torch.Tensor) -> torch.Tensor:
         """The population's training forward pass through DDP (rebuilt after a compaction changed the shapes)."""
         if _param_shapes(trainer.model) != self._shapes:
+            # the old reducer holds each parameter's gradient accumulator, which remembers the old shape: free it
+            # (and its reference cycles) before the new wrapper makes fresh ones
+            self.ddp = None
+            gc.collect()
             self._wrap(trainer.model, trainer.device)
         return self.ddp(x)
 
