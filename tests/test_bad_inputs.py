@@ -312,6 +312,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("audio-folder-missing", ["train", "--set", "data.name=audio", "--set", "data.path=nowhere"],
      ["data.path", "WAV", "nowhere"]),
     ("text-file-kind", ["train", "--set", "data.name=text", "--set", "data.path=a-file"], ["data.path", ".tsv"]),
+    # data-parallel training (train --nproc, under torchrun): checked before torch loads or any process starts
+    ("nproc-more-than-cores", ["train", R, "--nproc", "99"], ["--nproc 99", "one process per CPU core", "expected"]),
+    ("nproc-zero", ["train", R, "--nproc", "0"], ["--nproc", "whole number of processes >= 1", "0"]),
+    ("dist-timeout-zero", ["train", R, "--dist-timeout", "0"], ["--dist-timeout", "> 0", "got 0"]),
 ]
 
 

@@ -246,3 +246,31 @@ def test_killed_rank_ends_the_job_in_one_line_and_resume_continues(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     epochs = [int(line.split(",")[0]) for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(1, stopped_at + 3)) and saved <= stopped_at  # continued from last.pt, none lost
+
+
+def test_a_rendezvous_that_cannot_be_reached_ends_in_one_line(tmp_path):
+    """Rank 1 of a job whose rank 0 never starts: one line after --dist-timeout seconds, exit 2, no C++ log pages."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "tamenet", "train", "--dist-timeout", "2", "--out", "run"],
+                          env={**env(), "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                               "MASTER_PORT": str(port)}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("tamenet train: error: rank 1 of 2 could not join") and "within 2 s" in lines[0]
+    assert f"127.0.0.1:{port}" in lines[0] and time.monotonic() - started < 60
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_this_rank_only_keeps_fit_in_one_process(monkeypatch):
+    """Under torchrun, `fit` inside `this_rank_only()` neither joins nor wraps (a search's refit on rank 0)."""
+    from tamenet.dist import data_parallel
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with data_parallel.this_rank_only():
+        assert data_parallel.start(torch.device("cpu")) is None

@@ -24,8 +24,11 @@ tensors in place, so the DDP wrapper (its gradient buckets) is rebuilt after one
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gc
 import inspect
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -199,12 +202,27 @@ def _param_shapes(model: torch.nn.Module) -> tuple:
     return tuple(tuple(p.shape) for p in model.parameters())
 
 
+_LOCAL = contextvars.ContextVar("tamenet_fit_on_this_rank_only", default=False)
+
+
+@contextlib.contextmanager
+def this_rank_only() -> Iterator[None]:
+    """Inside: `fit` trains in this process alone even under torchrun (e.g. a search's refit on rank 0 while the
+    other ranks do something else; data-parallel `fit` is a collective every rank must enter)."""
+    token = _LOCAL.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL.reset(token)
+
+
 def start(device: torch.device, ranks: Ranks | None = None) -> DataParallel | None:
-    """This process's `DataParallel` under torchrun (the process group joined if not yet), None in a one-process job."""
+    """This process's `DataParallel` under torchrun (the process group joined if not yet), None in a one-process
+    job or inside `this_rank_only()`."""
     from .group import join, ranks_from_env
 
     ranks = ranks or ranks_from_env()
-    if ranks is None:
+    if ranks is None or _LOCAL.get():
         return None
     join(ranks, device.type)
     return DataParallel(ranks)
