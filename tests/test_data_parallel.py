@@ -274,3 +274,18 @@ def test_this_rank_only_keeps_fit_in_one_process(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     with data_parallel.this_rank_only():
         assert data_parallel.start(torch.device("cpu")) is None
+
+
+def test_norms_with_unsynchronized_statistics_are_refused():
+    from tamenet.dist.data_parallel import sync_batch_norms
+    from tamenet.nn import BatchNorm, InstanceNorm, SwitchNorm
+
+    cpu = torch.device("cpu")
+    model = torch.nn.Sequential(BatchNorm(2, 3), torch.nn.Linear(3, 3), BatchNorm(2, 3))
+    assert sync_batch_norms(model, cpu) == 2 and all(m.synced for m in (model[0], model[2]))
+    assert not BatchNorm(2, 3).synced  # a flag of the modules of a data-parallel job only
+    for bad, needle in ((SwitchNorm(2, 3), "SwitchNorm"), (InstanceNorm(2, 3, track_running_stats=True), "InstanceNorm"),
+                        (torch.nn.BatchNorm1d(3), "SyncBatchNorm runs on GPUs")):
+        with pytest.raises(DistributedError, match=needle):
+            sync_batch_norms(torch.nn.Sequential(bad), cpu)
+    assert sync_batch_norms(torch.nn.Sequential(InstanceNorm(2, 3)), cpu) == 0

@@ -79,6 +79,8 @@ class ShardLoss:
         self.inner, self.parallel = inner, parallel
 
     def __getattr__(self, name: str) -> Any:  # begin_epoch, check, keep_members_, ...: the wrapped piece's
+        if name == "inner":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def __call__(self, trainer: "Trainer", out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -92,16 +94,17 @@ def sync_batch_norms(model: torch.nn.Module, device: torch.device) -> int:
 
     tamenet's per-member `BatchNorm` is synchronized by its own all-reduces (PyTorch's `SyncBatchNorm` runs on
     GPUs only); torch's own BatchNorm layers (a user's module) become `torch.nn.SyncBatchNorm` on a GPU and are
-    refused on the CPU; SwitchNorm's batch branch is refused (not synchronized).
+    refused on the CPU; SwitchNorm's batch branch and a tracked InstanceNorm's running averages are refused (not
+    synchronized).
     """
-    from ..nn.norms import BatchNorm, SwitchNorm
+    from ..nn.norms import BatchNorm, InstanceNorm, SwitchNorm
 
     count = 0
     for module in model.modules():
-        if isinstance(module, SwitchNorm):
-            raise DistributedError("model.norm 'switch': its batch-statistics branch is not synchronized across "
-                                   "processes; expected norm batch, layer, group or instance for data-parallel "
-                                   "training")
+        if isinstance(module, SwitchNorm) or (isinstance(module, InstanceNorm) and module.track_running_stats):
+            raise DistributedError(f"{type(module).__name__}: its running statistics (averaged over each rank's "
+                                   "batch) are not synchronized across processes; expected norm batch, layer, group "
+                                   "or instance (untracked) for data-parallel training")
         if isinstance(module, BatchNorm):
             module.synced = True
             count += 1
