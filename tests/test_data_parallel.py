@@ -289,3 +289,12 @@ def test_norms_with_unsynchronized_statistics_are_refused():
         with pytest.raises(DistributedError, match=needle):
             sync_batch_norms(torch.nn.Sequential(bad), cpu)
     assert sync_batch_norms(torch.nn.Sequential(InstanceNorm(2, 3)), cpu) == 0
+
+
+def test_nproc_is_checked_before_torch_loads(tmp_path):
+    code = ("import sys\nfrom tamenet.cli import main\nassert main(['train', '--nproc', '99']) == 2\n"
+            "assert main(['train', '--nproc', '0']) == 2\nassert 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--nproc 99: one process per CPU core" in done.stderr and not any(tmp_path.iterdir())
