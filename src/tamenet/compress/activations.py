@@ -115,17 +115,27 @@ def with_input_quantizer(layer: nn.Module, m: int, plain: nn.Module) -> nn.Modul
 
 
 def _quantize_input(layer: nn.Module, args: tuple) -> tuple:
-    """The forward pre-hook: the layer's first argument through its `input_quant`."""
+    """The forward pre-hook: the layer's first argument through its `input_quant` (None: left as it is)."""
+    if layer.input_quant is None:
+        return None
     return (layer.input_quant(args[0]), *args[1:])
 
 
 def attach_activation_quantizer(layer: nn.Module, bits: list[int], *, symmetric: bool, observer: str,
                                 shared_ndim: int) -> ActivationQuantizer:
     """Put an `ActivationQuantizer` in front of `layer` (its child `input_quant`, called by a pre-hook)."""
-    if getattr(layer, "input_quant", None) is None:
+    if not getattr(layer, "input_quant_hooked", False):  # one hook per layer, however often it is re-attached
         layer.register_forward_pre_hook(_quantize_input)
+        layer.input_quant_hooked = True
     layer.input_quant = ActivationQuantizer(bits, symmetric=symmetric, observer=observer, shared_ndim=shared_ndim)
     return layer.input_quant
+
+
+def remove_activation_quantizers(model: nn.Module) -> None:
+    """Take every layer's `input_quant` away (its pre-hook then passes the input through)."""
+    for module in model.modules():
+        if isinstance(getattr(module, "input_quant", None), ActivationQuantizer):
+            module.input_quant = None
 
 
 def activation_quantizers(model: nn.Module) -> list[ActivationQuantizer]:
@@ -159,5 +169,6 @@ def calibrate(model: nn.Module, X: torch.Tensor, *, batch_size: int = 512) -> No
     model.train(was_training)
 
 
-__all__ = ["OBSERVERS", "ActivationQuantizer", "InputFakeQuantize", "with_input_quantizer", "activation_quantizers", "attach_activation_quantizer",
-           "calibrate", "calibrating"]
+__all__ = ["OBSERVERS", "ActivationQuantizer", "InputFakeQuantize", "activation_quantizers",
+           "attach_activation_quantizer", "calibrate", "calibrating", "remove_activation_quantizers",
+           "with_input_quantizer"]
