@@ -92,6 +92,9 @@ def quantize_population(model: Population, scheme: Scheme, X_train: torch.Tensor
     """In place: every member's weight layers (or `layers`) on the `scheme`'s grid, the activation observers
     calibrated on `X_train` (training rows only). Returns the model, in eval mode."""
     cfg = scheme.config(layers)
+    if not quantized_layers(model, cfg):
+        raise ValueError(f"nothing to quantize: the model ({type(model).__name__}) has no tamenet dense or "
+                         "convolutional layers")
     remove_activation_quantizers(model)  # a source trained with quantized activations starts from float inputs
     attach_weight_quantizers(model, cfg, [scheme.bits] * model.members)
     if scheme.activations:
