@@ -316,6 +316,20 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("nproc-more-than-cores", ["train", R, "--nproc", "99"], ["--nproc 99", "one process per CPU core", "expected"]),
     ("nproc-zero", ["train", R, "--nproc", "0"], ["--nproc", "whole number of processes >= 1", "0"]),
     ("dist-timeout-zero", ["train", R, "--dist-timeout", "0"], ["--dist-timeout", "> 0", "got 0"]),
+    # post-training quantization (tamenet quantize) and quantized activations
+    ("quantize-run-one-bit", ["quantize", "run", "--bits", "1"], ["--bits", "[2, 16]", "1"]),
+    ("quantize-run-17-bits", ["quantize", "run", "--bits", "17"], ["--bits", "[2, 16]", "17"]),
+    ("quantize-run-bits-word", ["quantize", "run", "--bits", "eight"], ["--bits", "whole bit width", "eight"]),
+    ("quantize-missing", ["quantize", "nowhere"], ["nowhere", "expected a run directory"]),
+    ("quantize-not-a-run", ["quantize", "a-folder"], ["no trained model", "a-folder"]),
+    ("quantize-out-exists", ["quantize", "run", "--out", "full"], ["--out full", "already exists"]),
+    ("quantize-out-inside", ["quantize", "run", "--out", "run/q8"], ["--out run/q8", "inside the source run"]),
+    ("quantize-observer", ["quantize", "run", "--activations", "--observer", "ema"], ["--observer", "ema", "minmax"]),
+    ("quantize-deploy-format", ["quantize", "run", "--format", "int4"], ["--format", "int4", "int8", "bf16"]),
+    ("quantize-deploy-member", ["quantize", "run", "--format", "fp16", "--member", "3"], ["--member", "[0, 0]", "3"]),
+    ("quantize-observer-key", ["train", R, "--set", "quantize.observer=ema"], ["quantize.observer", "ema", "minmax"]),
+    ("quantize-activations-key", ["train", R, "--set", "quantize.activations=maybe"],
+     ["quantize.activations", "maybe"]),
 ]
 
 

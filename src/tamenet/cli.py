@@ -11,6 +11,7 @@
     tamenet report DIR
     tamenet preview [RECIPE.yaml] --out grid.png [--photos]
     tamenet export RUN_DIR --format pt|onnx [--member K] [--out FILE]
+    tamenet quantize RUN_DIR --bits B [--per-channel] [--symmetric] [--activations] [--out DIR] [--format F]
     tamenet serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--token T]
 
 A user mistake ends with one line on stderr and exit code 2 (`--debug` shows the traceback); what
@@ -54,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "report": "cli_report",
     "preview": "cli_preview",
     "export": "cli_export",
+    "quantize": "cli_quantize",
     "serve": "cli_serve",
 }
 """Command -> the module of this package that defines it (`add_parser(sub)`, `run(args)`), in --help order."""

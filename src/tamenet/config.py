@@ -252,11 +252,16 @@ class QuantizeConfig:
     The forward pass uses r_hat = S (Q - Z) of every weight layer (symmetric: Z = 0; asymmetric: the range
     [min, max] onto [0, 2^b - 1]), per tensor or per output channel; the backward pass the straight-through
     estimator. `bits` 0 keeps a member in float (a baseline inside the same population).
+    `activations: true` also fake-quantizes the input of every quantized layer at the same bits, per tensor and
+    per member, on a range that an observer (`observer`: minmax, or moving_average) learns from training batches
+    only (`compress.activations`); `tamenet quantize` does the same after training (`compress.ptq`).
     """
 
     bits: PerMember = field(default=0, metadata=_member(0, 16, hyper="quant_bits", integer=True))
     symmetric: bool = True
     per_channel: bool = False
+    activations: bool = False
+    observer: str = field(default="minmax", metadata=_choices("minmax", "moving_average"))
     layers: list[str] | None = None  # weight layers by name (`param_roles()`); None: every weight layer
 
     def __post_init__(self) -> None:

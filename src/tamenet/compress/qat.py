@@ -3,7 +3,8 @@
 `WeightQuantizer` maps a layer's weight [M, ...] to its fake-quantized copy (`quantize.py`): member m
 on its own grid of `bits[m]` bits from its own range (per tensor, or per output channel), rounded in the
 forward pass and passed straight through in the backward pass. A member with `bits` 0 keeps its float
-weights. The bit widths are a member buffer, so compaction and checkpoints carry them.
+weights. The bit widths are a member buffer, so compaction and checkpoints carry them. With
+`quantize.activations` each quantized layer's input is fake-quantized too (`activations.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from ..config import QuantizeConfig, RecipeError
 from ..nn import Conv, Linear
+from .activations import attach_activation_quantizer
 from .quantize import check_bits, fake_quantize_tensor
 
 FLOAT_BITS = 16  # what a member with bits 0 is computed at before its float weights are put back
@@ -54,11 +56,16 @@ def quantized_layers(model: nn.Module, cfg: QuantizeConfig) -> list[nn.Module]:
 
 
 def attach_weight_quantizers(model: nn.Module, cfg: QuantizeConfig | None, bits: list[int]) -> nn.Module:
-    """Give each quantized layer its `WeightQuantizer` (bits per member) when the recipe quantizes; else a no-op."""
+    """Give each quantized layer its `WeightQuantizer` (bits per member) when the recipe quantizes, and with
+    `quantize.activations` an `ActivationQuantizer` of its input (`compress.activations`); else a no-op."""
     if cfg is None or not cfg.active:
         return model
     for layer in quantized_layers(model, cfg):
         axis = -1 if isinstance(layer, Linear) else 1  # output channels: Linear [M, in, out], Conv [M, out, in, *k]
         layer.set_weight_quant(WeightQuantizer(bits, symmetric=cfg.symmetric, per_channel=cfg.per_channel,
                                                channel_axis=axis))
+        if cfg.activations:
+            shared_ndim = 2 if isinstance(layer, Linear) else layer.dims + 2  # a batch shared by every member
+            attach_activation_quantizer(layer, bits, symmetric=cfg.symmetric, observer=cfg.observer,
+                                        shared_ndim=shared_ndim)
     return model

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compress.activations import ActivationQuantizer, with_input_quantizer
 from ..compress.pruning import PruneMasks
 from ..compress.qat import WeightQuantizer
 from ..nn import BatchNorm, Conv, DropConnect, Dropout, GaussianNoise, InstanceNorm, LayerNorm, Linear
@@ -224,7 +225,7 @@ def eval_weight(linear: Linear) -> torch.Tensor:
         return weight if linear.weight_quant is None else linear.weight_quant(weight)
 
 
-def plain_linear(linear: Linear, m: int) -> nn.Linear:
+def plain_linear(linear: Linear, m: int) -> nn.Module:
     """Member m's dense layer as `nn.Linear` (weight [out, in] = W[m]^T, weight norm folded in)."""
     weight = eval_weight(linear)[m]
     out = nn.utils.skip_init(nn.Linear, linear.in_features, linear.out_features, bias=linear.bias is not None,
@@ -232,7 +233,7 @@ def plain_linear(linear: Linear, m: int) -> nn.Linear:
     out.weight = nn.Parameter(_copy(weight.t()))
     if linear.bias is not None:
         out.bias = nn.Parameter(_copy(linear.bias[m]))
-    return out
+    return with_input_quantizer(linear, m, out)  # quantized activations: behind their frozen grid
 
 
 PLAIN_CONVS = {1: nn.Conv1d, 2: nn.Conv2d}
@@ -253,7 +254,7 @@ def plain_conv(conv: Conv, m: int) -> nn.Module:
     out.weight = nn.Parameter(_copy(weight[m]))
     if conv.bias is not None:
         out.bias = nn.Parameter(_copy(conv.bias[m]))
-    return out
+    return with_input_quantizer(conv, m, out)
 
 
 def _set_affine(out: nn.Module, norm: nn.Module, m: int) -> nn.Module:
@@ -335,7 +336,7 @@ zeros already: their masks stay behind)."""
 KNOWN_MODULES = (
     MLP, CNN, ResNet, FCN, BasicBlock, nn.ModuleList, nn.Identity, Linear, Conv, Dropout, *TRAINING_ONLY,
     BatchNorm, LayerNorm, InstanceNorm, PopulationGroupNorm, PopulationSwitchNorm,
-    WeightStandardization, MinMaxWeight, SpectralNorm, WeightQuantizer,
+    WeightStandardization, MinMaxWeight, SpectralNorm, WeightQuantizer, ActivationQuantizer,
 )
 """Module types `export_member` knows how to carry over (activations from `torch.nn` besides)."""
 
