@@ -55,6 +55,8 @@ COMMANDS: dict[str, str] = {
     "preview": "cli_preview",
     "export": "cli_export",
     "serve": "cli_serve",
+    "prune": "cli_prune",
+    "distill": "cli_distill",
 }
 """Command -> the module of this package that defines it (`add_parser(sub)`, `run(args)`), in --help order."""
 

@@ -18,7 +18,7 @@ Round 0 trains the dense network (or is a finished run). Each round r = 1..R the
    order, dropout masks, augmentation) follows each member's own seed as in round 0.
 
 **Arms are members.** Each rewind mode asked for is an *arm*, and `dense=True` adds a dense control (rate 0,
-rewound to theta_0, so it retrains round 0's network every round). A round trains every arm x every member
+rewound to theta_0 even with `epoch_rewind`, so it retrains round 0's network every round). A round trains every arm x every member
 of the recipe as one population: member j * A + a is the recipe's member j in arm a (`expand_members`), and
 it equals the same arm run alone, because its masks, starting weights and batches depend on its own seed
 only (tested). Round 0, the same for every arm, trains the recipe's own members once.
@@ -182,6 +182,7 @@ class RoundStart:
         masks = next_masks(weights, [self.previous_masks[r.name][index] for r in roles], sparsity,
                            scope=self.recipe.prune.scope, method=self.recipe.prune.method, seeds=seeds)
         modes = [arms[m % A].rewind for m in range(members)]
+        dense = [arms[m % A].name == DENSE_ARM for m in range(members)]
         fresh = None
         if "reinit" in modes:
             other = [mix_seed(s, REINIT_STREAM, self.round_) for s in seeds]
@@ -196,7 +197,7 @@ class RoundStart:
                     start[m] = self.previous[name][self.source[m]]
                 elif mode == "reinit" and name in fresh:
                     start[m] = fresh[name][m].detach()
-                elif mode == "init" and self.rewound is not None:
+                elif mode == "init" and self.rewound is not None and not dense[m]:  # the dense arm: theta_0
                     start[m] = self.rewound[name][m // A]
             tensor.copy_(start.to(tensor.device))
             self.loaded[name] = start
@@ -385,7 +386,7 @@ def iterative_pruning(recipe: Recipe | dict | str | Path | None, *, rounds: int,
         finish_round(0, summary, model, source, [0.0] * len(seeds), True)
     else:
         listeners = [*(callbacks or []), *([snapshot.listener()] if snapshot else [])]
-        result = fit(base, out=out / "round-00" if out is not None else None, callbacks=listeners)
+        result = fit(base, out=out / "round-00" if out is not None else None, callbacks=listeners, keep_last=False)
         model = result.model
         finish_round(0, result.summary, model, result.run_dir, [0.0] * len(seeds), True)
         if snapshot is not None and snapshot.state is None:
@@ -400,7 +401,7 @@ def iterative_pruning(recipe: Recipe | dict | str | Path | None, *, rounds: int,
                            [m // A for m in range(members)] if r == 1 else list(range(members)),
                            snapshot.state if snapshot is not None else None)
         result = fit(recipe_r, out=out / f"round-{r:02d}" if out is not None else None, setup=start,
-                     callbacks=callbacks)
+                     callbacks=callbacks, keep_last=False)
         model = result.model
         sparsity = [row["sparsity"] for row in pruning_summary(model)]
         finish_round(r, result.summary, model, result.run_dir, sparsity, False)
