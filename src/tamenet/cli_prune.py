@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         callbacks.append(make_progress(sys.stdout))
     result = iterative_pruning(str(source) if source is not None else None, rounds=args.rounds, rate=args.rate,
                                rewind=modes, epoch_rewind=args.epoch_rewind, dense=args.dense, out=out,
-                               overrides=overrides, callbacks=callbacks,
+                               overrides=overrides, callbacks=callbacks, keep_models=False,
                                on_round=lambda rows: print(round_line(rows, args.rounds), flush=True))
     print(f"rounds: {result.out / 'rounds.csv'}")
     print(f"run directory: {result.out}")

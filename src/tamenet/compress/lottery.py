@@ -45,6 +45,7 @@ import torch
 from ..config import Recipe, RecipeError, to_dict
 from ..nn.random import mix_seed
 from ..registry import lookup
+from ..train.events import Listener
 from .prune import _keep_by_rank, check_sparsity, pruned_count, random_masks
 
 REWIND_MODES: dict[str, str] = {
@@ -164,7 +165,6 @@ class RoundStart:
     previous_masks: dict[str, torch.Tensor]
     source: list[int]
     rewound: dict[str, torch.Tensor] | None = None
-    loaded: dict[str, torch.Tensor] = field(default_factory=dict)  # what was loaded, for the tests
 
     @torch.no_grad()
     def __call__(self, model, data) -> None:
@@ -200,31 +200,22 @@ class RoundStart:
                 elif mode == "init" and self.rewound is not None and not dense[m]:  # the dense arm: theta_0
                     start[m] = self.rewound[name][m // A]
             tensor.copy_(start.to(tensor.device))
-            self.loaded[name] = start
         for role, mask in zip(roles, masks):
             model.pruning.mask(role.name).copy_(mask.to(model.pruning.mask(role.name).dtype))
             role.per_member(role.param.data).mul_(mask.to(role.param.device, role.param.dtype))
         model.pruning.fixed = True  # these masks stand for the whole round
 
 
-class EpochSnapshot:
+class EpochSnapshot(Listener):
     """A listener of round 0 keeping every member tensor after `epoch` epochs (theta_K for rewinding)."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         self.state: dict[str, torch.Tensor] | None = None
 
-    def listener(self):
-        from ..train.events import Listener
-
-        outer = self
-
-        class _Snapshot(Listener):
-            def epoch_end(self, trainer, record) -> None:
-                if record.epoch == outer.epoch:
-                    outer.state = _snapshot(trainer.model)
-
-        return _Snapshot()
+    def epoch_end(self, trainer, record) -> None:
+        if record.epoch == self.epoch:
+            self.state = _snapshot(trainer.model)
 
 
 # ----------------------------------------------------------------- the experiment
@@ -236,7 +227,7 @@ class LotteryResult:
     rows: list[dict]
     run_dirs: list[Path | None]
     out: Path | None
-    models: list = field(default_factory=list)  # each round's final population (its best weights)
+    models: list = field(default_factory=list)  # each round's final population (best weights), with keep_models
 
 
 def _entries(summary: dict) -> list[dict]:
@@ -322,8 +313,8 @@ def _source(recipe) -> Path | None:
 def iterative_pruning(recipe: Recipe | dict | str | Path | None, *, rounds: int, rate: float = 0.2,
                       rewind: str | list[str] = "init", epoch_rewind: int | None = None, dense: bool = False,
                       out: str | Path | None = None, overrides: list[str] | None = None,
-                      callbacks: list | None = None,
-                      on_round: Callable[[list[dict]], None] | None = None) -> LotteryResult:
+                      callbacks: list | None = None, on_round: Callable[[list[dict]], None] | None = None,
+                      keep_models: bool = True) -> LotteryResult:
     """Train, prune `rate` of the surviving weights, restart the survivors per `rewind`, `rounds` times.
 
     `recipe`: a recipe (object, dict, YAML path, None for the default job) whose round 0 trains here, or a
@@ -331,7 +322,8 @@ def iterative_pruning(recipe: Recipe | dict | str | Path | None, *, rounds: int,
     rounds >= 1). `rewind`: one mode of `REWIND_MODES` or several (one arm each, as members of one population);
     `dense`: add a dense control arm; `epoch_rewind` K: the `init` arm rewinds to epoch K of round 0.
     `out`: a folder that gets round-00 (unless round 0 is a given run), round-01, ..., rounds.csv and
-    lottery.json; None trains in memory. `on_round(rows)` hears each round's rows (the CLI prints a line).
+    lottery.json; None trains in memory. `on_round(rows)` hears each round's rows (the CLI prints a line);
+    `keep_models=False` keeps only the last round's population in `models` (the others are in their run directories).
     """
     from ..api import fit
     from ..recipes import load_recipe
@@ -369,6 +361,8 @@ def iterative_pruning(recipe: Recipe | dict | str | Path | None, *, rounds: int,
         new = round_rows(r, arms, summary, sparsity, seeds, label, shared=shared)
         rows.extend(new)
         run_dirs.append(run_dir)
+        if not keep_models:
+            models.clear()
         models.append(model)
         if out is not None:
             atomic_write_text(out / "rounds.csv", rows_csv(rows))
@@ -385,7 +379,7 @@ def iterative_pruning(recipe: Recipe | dict | str | Path | None, *, rounds: int,
         model = trained.model
         finish_round(0, summary, model, source, [0.0] * len(seeds), True)
     else:
-        listeners = [*(callbacks or []), *([snapshot.listener()] if snapshot else [])]
+        listeners = [*(callbacks or []), *([snapshot] if snapshot else [])]
         result = fit(base, out=out / "round-00" if out is not None else None, callbacks=listeners, keep_last=False)
         model = result.model
         finish_round(0, result.summary, model, result.run_dir, [0.0] * len(seeds), True)
