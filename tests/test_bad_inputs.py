@@ -330,6 +330,28 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("quantize-observer-key", ["train", R, "--set", "quantize.observer=ema"], ["quantize.observer", "ema", "minmax"]),
     ("quantize-activations-key", ["train", R, "--set", "quantize.activations=maybe"],
      ["quantize.activations", "maybe"]),
+    # tamenet prune (iterative magnitude pruning, the lottery ticket) and tamenet distill (issue 11)
+    ("prune-no-rounds", ["prune", R], ["--rounds", "required"]),
+    ("prune-rounds-zero", ["prune", R, "--rounds", "0"], ["--rounds", "at least 1", "0"]),
+    ("prune-rate-one", ["prune", R, "--rounds", "2", "--rate", "1"], ["--rate", "(0, 1)", "1"]),
+    ("prune-rewind-mode", ["prune", R, "--rounds", "2", "--rewind", "init,rewnd"], ["rewind mode", "rewnd", "reinit"]),
+    ("prune-epoch-rewind-late", ["prune", R, "--rounds", "2", "--epoch-rewind", "5"], ["epoch_rewind", "[0, 1]", "5"]),
+    ("prune-epoch-rewind-no-init", ["prune", R, "--rounds", "1", "--rewind", "keep", "--epoch-rewind", "1"],
+     ["epoch_rewind", "'init'", "keep"]),
+    ("prune-epoch-rewind-run", ["prune", "run", "--rounds", "1", "--epoch-rewind", "1"],
+     ["epoch_rewind", "round 0 trains here", "run directory"]),
+    ("prune-recipe-prunes", ["prune", R, "--rounds", "1", "--set", "prune.sparsity=0.5"], ["prune.sparsity", "0", "0.5"]),
+    ("prune-not-a-run", ["prune", "a-folder", "--rounds", "1"], ["a-folder", "run directory", "model.pt"]),
+    ("prune-out-full", ["prune", R, "--rounds", "1", "--out", "full"], ["--out", "not empty"]),
+    ("distill-no-teacher", ["distill", R], ["--teacher", "required"]),
+    ("distill-teacher-nowhere", ["distill", "--teacher", "nowhere", R], ["--teacher", "nowhere", "run directory"]),
+    ("distill-teacher-not-a-run", ["distill", "--teacher", "a-folder", R], ["--teacher", "a-folder", "model.pt"]),
+    ("distill-teacher-features", ["distill", "--teacher", "run", R, "--set", "data.name=wine", "--set", "data.n_samples=null"],
+     ["teacher takes 2 features", "13"]),
+    ("distill-teacher-other-data", ["distill", "--teacher", "run", R, "--set", "data.name=spirals"],
+     ["trained on other data"]),
+    ("distill-temperature-zero", ["distill", "--teacher", "run", R, "--temperature", "0"], ["distill.temperature", "> 0.0"]),
+    ("distill-alpha-big", ["distill", "--teacher", "run", R, "--alpha", "0,1.5"], ["distill.alpha", "1.5"]),
 ]
 
 

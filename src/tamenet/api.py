@@ -211,6 +211,7 @@ def fit(
     resume: str | Path | None = None,
     ensemble: int | None = None,
     keep_last: bool = True,
+    setup: Callable[[Population, SplitData], None] | None = None,
 ) -> TrainResult:
     """Train the population a recipe describes (the default job when None) and summarize it.
 
@@ -223,6 +224,8 @@ def fit(
     "ensemble", the figures of their averaged prediction beside the members' mean and best (D5).
     `keep_last=False` removes the run directory's last.pt (the resume state, as large as the model and its
     optimizer state together) once the run has finished; an interrupted or failed run always keeps it.
+    `setup(model, data)` is called on the built model (after `train.init_from`) before training: it may load
+    starting weights and pruning masks (the rounds of `compress.lottery.iterative_pruning`).
     """
     started = time.perf_counter()
     saved = None
@@ -256,6 +259,8 @@ def fit(
                             input_shape=data.image_shape, prune=recipe.prune,
                             quantize=recipe.quantize)
     transfer = apply_transfer(model, recipe, data)  # H4: a resumed run's weights then come from its checkpoint
+    if setup is not None:
+        setup(model, data)
     rows = MemberData.from_split(data, model.members)
     # built before the run directory: a layer name the model lacks is refused before any file is written
     trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)

@@ -57,6 +57,8 @@ COMMANDS: dict[str, str] = {
     "export": "cli_export",
     "quantize": "cli_quantize",
     "serve": "cli_serve",
+    "prune": "cli_prune",
+    "distill": "cli_distill",
 }
 """Command -> the module of this package that defines it (`add_parser(sub)`, `run(args)`), in --help order."""
 

@@ -35,6 +35,7 @@ class PruneMasks(nn.Module):
         for name, shape in shapes.items():
             self.register_buffer(mask_name(name), torch.ones(shape))
         self.member_buffers = tuple(mask_name(n) for n in self.weights)
+        self.fixed = False  # True: the masks were given (a lottery-ticket round); the schedule leaves them as they are
 
     def mask(self, weight: str) -> torch.Tensor:
         return getattr(self, mask_name(weight))
@@ -102,7 +103,7 @@ class PruneWeights:
         cfg = trainer.recipe.prune
         self.roles = pruned_weights(trainer.model, cfg)
         share = schedule_share(trainer.state.epoch, cfg)
-        if share is not None and share > 0:
+        if share is not None and share > 0 and not trainer.model.pruning.fixed:
             # the recipe's shares back from the loop's float32 tensor (0.9 is 0.89999998 there: floor(0.9 n) would miss one)
             target = torch.round(trainer.hyper["prune_sparsity"].double().cpu() * 1e6) / 1e6
             self.update_masks_(trainer, target * share)
