@@ -1,6 +1,7 @@
 """GPU bench (issue 13, SPEC I1): one script, run once on a lent GPU, that records side by side
 
-1. the dense matmul rate in each precision (fp32 with TF32 off, tf32, bf16, fp16): `torch.mm` of two N x N matrices;
+1. the dense matmul rate in each precision (fp32 with TF32 off, tf32, bf16, fp16): `torch.mm` of two N x N matrices,
+   and a population's forward + backward pass in each (its time relative to fp32: the CPU's refusals);
 2. the default job (`tamenet train` with the default recipe) on the device, its time and test accuracy;
 3. the search benchmark of bench/bench_search.py (130 fits: 13 L2 strengths x 10 folds as one population) on the
    device, against scikit-learn's GridSearchCV with n_jobs=-1 on the same machine's CPU; the population's achieved
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import statistics
 import sys
@@ -48,11 +48,13 @@ def sync(device: torch.device) -> None:
 
 def matmul_rates(device: torch.device, size: int, precisions: list[str], repeats: int = 7) -> dict[str, dict]:
     """GFLOP/s of an N x N `torch.mm` per precision (median of `repeats` after a warm-up); tf32 with TF32 allowed."""
+    from tamenet.devices import cpu_has_native_bf16
     from tamenet.train.precision import tf32_matmuls
 
     rates = {}
     for name in precisions:
-        n = size if device.type == "cuda" or name in ("fp32", "tf32") else min(size, 512)  # emulated on a CPU: slow
+        emulated = device.type == "cpu" and (name == "fp16" or (name == "bf16" and not cpu_has_native_bf16()))
+        n = min(size, 512) if emulated else size  # an emulated precision is slow: a smaller matrix
         a = torch.randn(n, n, device=device, dtype=DTYPES[name])
         b = torch.randn(n, n, device=device, dtype=DTYPES[name])
         with tf32_matmuls(name == "tf32"):
@@ -68,6 +70,43 @@ def matmul_rates(device: torch.device, size: int, precisions: list[str], repeats
         rates[name] = {"size": n, "median_s": med, "gflops": 2 * n**3 / med / 1e9}
         print(f"  matmul {name}: {n}x{n} {rates[name]['gflops']:.1f} GFLOP/s", flush=True)
     return rates
+
+
+def step_ratios(device: torch.device, members: int = 32, repeats: int = 7) -> dict[str, dict]:
+    """One forward + backward pass of a population (the search benchmark's MLP, M members, batch 64 each) per
+    precision (autocast at bf16/fp16, TF32 switches at tf32), and its time relative to fp32's: the figures behind
+    the CPU's refusals (`tamenet.devices`)."""
+    from tamenet.models import build_model
+    from tamenet.recipes import load_recipe
+    from tamenet.train.precision import make_precision
+
+    recipe = load_recipe(population_recipe(members, device.type, "fp32", 1))
+    model = build_model(recipe.model, n_in=64, n_out=10, seeds=list(range(members))).to(device)
+    x = torch.randn(members, 64, 64, device=device)
+    y = torch.randint(0, 10, (members, 64), device=device)
+    times = {}
+    for name in PRECISIONS:
+        mixed = make_precision(name, device, members)
+
+        def once() -> None:
+            model.zero_grad(set_to_none=True)
+            with (mixed.forward_context() if mixed is not None else torch.autocast(device.type, enabled=False)):
+                out = model(x)
+                loss = torch.nn.functional.cross_entropy(out.float().flatten(0, 1), y.flatten())
+            loss.backward()
+            sync(device)
+
+        once()
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            once()
+            samples.append(time.perf_counter() - t0)
+        times[name] = statistics.median(samples)
+    ratios = {k: {"step_s": v, "vs_fp32": v / times["fp32"]} for k, v in times.items()}
+    for k, v in ratios.items():
+        print(f"  forward + backward, M={members}, {k}: {v['step_s'] * 1e3:.2f} ms = {v['vs_fp32']:.2f}x fp32", flush=True)
+    return ratios
 
 
 def population_recipe(members: int, device: str, precision: str, epochs: int) -> dict[str, Any]:
@@ -172,8 +211,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"`{' '.join(result['command'])}`; torch {result['machine']['torch']}, "
              f"{result['machine']['torch_num_threads']} CPU thread(s), {result['machine']['cpu_count']} cores. "
              "Ratios are from this one run.", "",
-             "| precision | matmul N | GFLOP/s |", "|---|---|---|"]
-    lines += [f"| {k} | {v['size']} | {v['gflops']:.1f} |" for k, v in result["matmul"].items()]
+             "| precision | matmul N | GFLOP/s | population fwd+bwd (M=32) | x fp32 |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['size']} | {v['gflops']:.1f} | {result['steps'][k]['step_s'] * 1e3:.2f} ms | "
+              f"{result['steps'][k]['vs_fp32']:.2f} |" for k, v in result["matmul"].items()]
     if result.get("default_job"):
         job = result["default_job"]
         lines += ["", f"Default job: {job['time_s']:.1f} s for {job['epochs']} epochs at {job['precision']}, "
@@ -242,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": device.type,
                               "device_name": name, "machine": machine_info(("sklearn",)), "precision": precision,
                               "matmul": matmul}
+    print("1b. a population's forward + backward pass per precision", flush=True)
+    result["steps"] = step_ratios(device)
     if "default" not in args.skip:
         print("2. the default job", flush=True)
         result["default_job"] = default_job(device, precision, args.default_epochs or (None if gpu else 3))
