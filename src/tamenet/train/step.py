@@ -7,6 +7,8 @@
     gradient transforms                        tied gradients, penalties, soft sharing, masks, L2-SP, pruning, clipping
     optimizer          lr [M] = base lr x schedule x (member still training)
     projections        after the step           L1's proximal step, constraints, pruning masks
+    precision          train.precision other than fp32 (`precision.py`): autocast around the model and the loss,
+                       fp16's per-member loss scale (unscaled before the gradient transforms); fp32 is the plain step
 
 A piece is a small object in its own module (`penalties.py`, `constraints.py`, `clipping.py`, `losses.py`,
 `input_transforms.py`) with `begin_epoch(trainer) -> bool` (whether it acts this epoch, decided once per epoch, so no
