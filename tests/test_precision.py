@@ -57,7 +57,14 @@ def test_the_member_scaler_follows_torch_gradscaler_for_one_member():
     weight = torch.nn.Parameter(torch.randn(1, 3))
     role = SimpleNamespace(param=weight, name="w", per_member=lambda t: t)
     reference = torch.nn.Parameter(weight.detach().clone())
-    opt = torch.optim.SGD([reference], lr=0.1)
+
+    class PlainSGD:  # what GradScaler needs of an optimizer (torch.optim's first step imports far more)
+        param_groups = [{"params": [reference]}]
+
+        def step(self) -> None:
+            reference.data.add_(reference.grad, alpha=-0.1)
+
+    opt = PlainSGD()
     theirs = torch.amp.GradScaler("cpu", init_scale=8.0, growth_interval=3)
     ours = MemberGradScaler(1, torch.device("cpu"), init_scale=8.0, growth_interval=3)
     for step in range(8):
