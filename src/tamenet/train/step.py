@@ -108,8 +108,9 @@ class Step:
             x, y = piece(trainer, x, y)
         for transform in self._acting["inputs"]:
             x = transform(trainer, x)
+        parallel = getattr(trainer, "parallel", None)  # data-parallel training (tamenet.dist): the forward through DDP
         with mixed.forward_context():
-            out = trainer.model(x)
+            out = trainer.model(x) if parallel is None else parallel.forward(trainer, x)
             loss = self.loss(trainer, out, y)
         out, loss = out.float(), loss.float()
         for role in trainer.roles:
