@@ -28,6 +28,12 @@ SMALL = {
 }
 
 
+def _cuda_visible() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _with(section: str, **values) -> dict:
     out = json.loads(json.dumps(SMALL))
     out.setdefault(section, {}).update(values)
@@ -352,6 +358,18 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["trained on other data"]),
     ("distill-temperature-zero", ["distill", "--teacher", "run", R, "--temperature", "0"], ["distill.temperature", "> 0.0"]),
     ("distill-alpha-big", ["distill", "--teacher", "run", R, "--alpha", "0,1.5"], ["distill.alpha", "1.5"]),
+    # devices and precision (issue 13, I1): cuda without a GPU (only where none is visible), fp16 on the CPU unforced
+    *([("cuda-no-gpu-train", ["train", R, "--device", "cuda"], ["train.device", "'cuda' needs a GPU", "'cpu'"]),
+       ("cuda-no-gpu-cv", ["cv", R, "--set", "train.device=cuda"], ["train.device", "'cuda' needs a GPU"]),
+       ("cuda-no-gpu-search", ["search", R, "--grid", "penalty.l2=0,1", "--device", "cuda"],
+        ["train.device", "'cuda' needs a GPU"])] if not _cuda_visible() else []),
+    ("fp16-on-the-cpu", ["train", R, "--device", "cpu", "--set", "train.precision=fp16"],
+     ["train.precision", "fp16 on the CPU", "slower than fp32", "force_precision"]),
+    ("fp16-on-the-cpu-cv", ["cv", R, "--device", "cpu", "--set", "train.precision=fp16"], ["fp16 on the CPU"]),
+    ("fp16-on-the-cpu-search", ["search", R, "--grid", "penalty.l2=0,1", "--device", "cpu", "--set",
+                                "train.precision=fp16"], ["fp16 on the CPU", "force_precision"]),
+    ("precision-unknown", ["train", R, "--set", "train.precision=fp8"], ["train.precision", "'fp8'", "bf16"]),
+    ("force-precision-text", ["train", R, "--set", "train.force_precision=maybe"], ["train.force_precision", "true or false"]),
 ]
 
 

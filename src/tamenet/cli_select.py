@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(Path(args.out)) if args.out else default_out(run_name(light, args.command))
 
     from .allocator import keep_freed_memory
+    from .devices import check_training
     from .recipes import load_recipe
     from .select.run import cross_validate, search
     from .select.memory import format_size
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()
     recipe = load_recipe(args.recipe, overrides)
+    check_training(recipe.train)  # cuda without a GPU, fp16 on the CPU: refused before anything is written
     options = dict(scheme=args.scheme, folds=args.folds, p=args.p, max_splits=args.max_splits,
                    stop_share=args.stop_share, halving=args.halving, out=out, max_memory=args.max_memory)
     if args.command == "cv":

@@ -109,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
 
     from .allocator import keep_freed_memory
     from .api import diverged_message, fit
+    from .devices import check_training
     from .progress import make_progress
 
+    if not args.resume:
+        check_training(light.train)  # cuda without a GPU, fp16 on the CPU: refused before anything is written
     keep_freed_memory()  # large populations reuse their freed gradient blocks (see allocator.py)
     progress = make_progress(sys.stdout)
     with progress:

@@ -206,6 +206,10 @@ class TrainConfig:
     input_noise: PerMember = field(default=0.0, metadata=_member(0.0, None))  # std of Gaussian noise
     # where the population trains: "auto" is the GPU when PyTorch sees one, else the CPU
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
+    # I1: the training step's arithmetic (docs/precision.md); bf16/fp16 run the forward pass under autocast, fp16
+    # with a per-member gradient scaler; force_precision trains at a precision refused on the CPU anyway
+    precision: str = field(default="fp32", metadata=_choices("fp32", "tf32", "bf16", "fp16"))
+    force_precision: bool = False
     # transfer (H4): start from another run's layers, freeze the first `freeze` weight layers, and train the
     # copied layers at `copied_lr` times the learning rate (soft transfer)
     init_from: str | None = None

@@ -29,6 +29,7 @@ import torch
 
 from ..config import Recipe, RecipeError
 from ..constraints import resolve_constraints
+from ..devices import check_training, require_device
 from ..feature_selection import select_inputs_
 from ..models import Population
 from ..nn import mix_seed
@@ -41,6 +42,7 @@ from .losses import TASK_METRIC, evaluate, finish_metric, member_score_sum
 from .member_data import MemberData
 from .member_state import compact, restore_, snapshot
 from .optim import make_optimizer
+from .precision import make_precision
 from .schedule import lr_factor
 from .step import build_step
 
@@ -72,15 +74,8 @@ class LoopState:
 
 
 def resolve_device(name: str) -> torch.device:
-    """`train.device`: auto (the GPU when PyTorch sees one, else the CPU), cpu or cuda."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("train.device: 'cuda' needs a GPU that PyTorch sees (torch.cuda.is_available() is False); "
-                          "use 'auto' or 'cpu'")
-    if name not in ("cpu", "cuda"):
-        raise RecipeError(f"train.device: expected auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
+    """`train.device`: auto (the GPU when PyTorch sees one, else the CPU), cpu or cuda (`tamenet.devices.require_device`)."""
+    return require_device(name)
 
 
 def batch_size_of(recipe: Recipe, n_train: int) -> int:
@@ -157,7 +152,7 @@ class Trainer:
         keep_resume_state: bool = False,
     ) -> None:
         self.recipe = recipe
-        self.device = resolve_device(recipe.train.device)
+        self.device = check_training(recipe.train)  # cuda without a GPU, a precision refused here: one line
         self.model = model.to(self.device)
         self.data = data.to(self.device)
         self.keep_resume_state = keep_resume_state
@@ -181,6 +176,7 @@ class Trainer:
         tcfg = recipe.train
         self.optimizer = make_optimizer(tcfg.optimizer, self.roles, self.hyper, eps=tcfg.eps, nesterov=tcfg.nesterov)
         self.step = build_step(recipe)
+        self.step.precision = make_precision(tcfg.precision, self.device, self.members)
         self.early_stopping = EarlyStopping(recipe, data.task)
         self.monitor, self.sign = self.early_stopping.monitor, self.early_stopping.sign
         self.metric = TASK_METRIC[data.task]
@@ -356,7 +352,12 @@ class Trainer:
             "loop": dict(self.state.__dict__),
             "best_state": {k: v.clone() for k, v in self.best_state.items()},
             "history": list(self.history),
+            **({"scaler": self.step.precision.scaler.state_dict()} if self._scaler() is not None else {}),
         }
+
+    def _scaler(self) -> Any:
+        """fp16's per-member loss scaler (None at any other precision)."""
+        return self.step.precision.scaler if self.step.precision is not None else None
 
     def load_state_dict(self, saved: dict) -> None:
         self.resumable = True
@@ -366,3 +367,5 @@ class Trainer:
         self.state.interrupted = False
         self.best_state = {k: v.to(self.device).clone() for k, v in saved["best_state"].items()}
         self.history = list(saved["history"])
+        if "scaler" in saved and self._scaler() is not None:
+            self._scaler().load_state_dict(saved["scaler"])

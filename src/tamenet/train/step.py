@@ -7,6 +7,8 @@
     gradient transforms                        tied gradients, penalties, soft sharing, masks, L2-SP, pruning, clipping
     optimizer          lr [M] = base lr x schedule x (member still training)
     projections        after the step           L1's proximal step, constraints, pruning masks
+    precision          train.precision other than fp32 (`precision.py`): autocast around the model and the loss,
+                       fp16's per-member loss scale (unscaled before the gradient transforms); fp32 is the plain step
 
 A piece is a small object in its own module (`penalties.py`, `constraints.py`, `clipping.py`, `losses.py`,
 `input_transforms.py`) with `begin_epoch(trainer) -> bool` (whether it acts this epoch, decided once per epoch, so no
@@ -48,6 +50,7 @@ class Step:
     gradients: list[Any]
     projections: list[Any]
     augment: list[Any] = field(default_factory=list)  # (trainer, x, y) -> (x, y), before the input transforms
+    precision: Any = None  # train.precision other than fp32 (`precision.MixedPrecision`); None: the plain step
     _acting: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -71,12 +74,14 @@ class Step:
                 piece.check(trainer)
 
     def keep_members_(self, index: torch.Tensor) -> None:
-        for piece in self.pieces:
+        for piece in [*self.pieces, *([self.precision] if self.precision is not None else [])]:
             if hasattr(piece, "keep_members_"):
                 piece.keep_members_(index)
 
     def __call__(self, trainer: "Trainer", x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train every member on its batch (x, y) with learning rates lr [M]; returns (outputs, loss [M])."""
+        if self.precision is not None:
+            return self._mixed(trainer, x, y, lr)
         for piece in self._acting["augment"]:
             x, y = piece(trainer, x, y)
         for transform in self._acting["inputs"]:
@@ -92,6 +97,39 @@ class Step:
         trainer.optimizer.step(lr)
         for projection in self._acting["projections"]:
             projection(trainer, lr)
+        return out, loss
+
+    def _mixed(self, trainer: "Trainer", x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same step with the forward pass and the loss at `train.precision` (see `precision.py`); at fp16 the
+        loss scaled per member, the gradients unscaled before the gradient transforms, overflowing members skipped."""
+        from .precision import restore_members_, snapshot_members
+
+        mixed = self.precision
+        for piece in self._acting["augment"]:
+            x, y = piece(trainer, x, y)
+        for transform in self._acting["inputs"]:
+            x = transform(trainer, x)
+        parallel = getattr(trainer, "parallel", None)  # data-parallel training (tamenet.dist): the forward through DDP
+        with mixed.forward_context():
+            out = trainer.model(x) if parallel is None else parallel.forward(trainer, x)
+            loss = self.loss(trainer, out, y)
+        out, loss = out.float(), loss.float()
+        for role in trainer.roles:
+            role.param.grad = None
+        scaler = mixed.scaler
+        (loss.sum() if scaler is None else scaler.scale_loss(loss)).backward()
+        finite = scaler.unscale_(trainer.roles) if scaler is not None else None
+        skips = finite is not None and not bool(finite.all())  # one host read per fp16 step, as GradScaler's
+        saved = snapshot_members(trainer) if skips else None
+        for transform in self._acting["gradients"]:
+            transform(trainer)
+        trainer.optimizer.step(lr)
+        for projection in self._acting["projections"]:
+            projection(trainer, lr)
+        if saved is not None:
+            restore_members_(saved, ~finite)
+        if scaler is not None:
+            scaler.update_(finite)
         return out, loss
 
 
