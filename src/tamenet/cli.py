@@ -54,6 +54,7 @@ COMMANDS: dict[str, str] = {
     "report": "cli_report",
     "preview": "cli_preview",
     "export": "cli_export",
+    "shrink": "cli_shrink",
     "serve": "cli_serve",
 }
 """Command -> the module of this package that defines it (`add_parser(sub)`, `run(args)`), in --help order."""

@@ -104,7 +104,8 @@ def saved_bytes(module: nn.Module) -> int:
 
 
 def macs(module: nn.Module, example_input: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on `example_input` (`tp.utils.count_ops_and_params`)."""
+    """Multiply-accumulates per input row (`tp.utils.count_ops_and_params` on `example_input`, which averages
+    over the batch)."""
     tp = _torch_pruning()
     count, _ = tp.utils.count_ops_and_params(module, example_input)
     return int(round(count))
@@ -132,7 +133,7 @@ def latency_ms(module: nn.Module, example_input: torch.Tensor, *, repeats: int =
 
 
 def measure(module: nn.Module, example_input: torch.Tensor, *, repeats: int = 30) -> dict[str, float]:
-    """Parameters, MACs, state-dict bytes and median latency (ms, 1 thread) of one model."""
+    """Parameters, MACs per row, state-dict bytes and median latency (ms, 1 thread, the whole `example_input`)."""
     return {"parameters": parameter_count(module), "macs": macs(module, example_input),
             "bytes": saved_bytes(module), "latency_ms": latency_ms(module, example_input, repeats=repeats)}
 
@@ -258,8 +259,8 @@ def prune_structured(module: nn.Module, example_input: torch.Tensor, *, share: f
     """A smaller copy of `module` without the `share` of its units of lowest `importance`, and a summary.
 
     `unit`: "neurons", "channels" or "blocks" (`UNITS`); `importance`: "l1", "l2" or "bn_gamma"
-    (`IMPORTANCES`). The input module is left as it is. The summary gives parameters, MACs (one forward
-    pass of `example_input`), state-dict bytes and the median latency (1 thread) before and after, the
+    (`IMPORTANCES`). The input module is left as it is. The summary gives parameters, MACs (per input
+    row), state-dict bytes and the median latency (1 thread) before and after, the
     widths of every layer, and what was removed. The copy is in the mode `module` was in and trains."""
     share = check_share(share)
     check_choice(unit, UNITS, "unit")
@@ -330,7 +331,7 @@ def fine_tune(module: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: in
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(rows)
+            total += float(loss.detach()) * len(rows)
         losses.append(total / len(X))
     module.eval()
     return losses
