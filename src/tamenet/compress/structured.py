@@ -30,6 +30,12 @@ the body's last BatchNorm: the branch's output is proportional to these. The `fl
 lowest of the n removable blocks go (Veit et al., "Residual networks behave like ensembles of
 relatively shallow networks", NIPS 2016, show single blocks can go at a small cost).
 
+The cut model computes what the unpruned one does with the removed units' outgoing weights zeroed
+(`masked_equivalent`) wherever the kept units do not depend on the removed ones: dense and
+convolutional layers, BatchNorm (per unit), activations, pooling, dropout, residual additions.
+A LayerNorm or GroupNorm over the pruned units normalizes by the statistics of the units that are
+left, so there the cut changes the function beyond the mask; fine-tune after it.
+
 What is supported: any `nn.Module` that Torch-Pruning traces (everything `export_member` writes:
 MLP, CNN, FCN, ResNet members, with `Standardize`, `InputMask`, `Residual`, the norms). The
 `removed` part of the summary lists, per layer, the input indices (of the unpruned layer) that
