@@ -327,6 +327,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("shrink-bn-gamma-without-batchnorm", ["shrink", "run", "--share", "0.5", "--importance", "bn_gamma"],
      ["bn_gamma", "BatchNorm", "l1 or l2"]),
     ("shrink-out-folder", ["shrink", "run", "--share", "0.5", "--out", "a-folder"], ["--out", "directory a-folder"]),
+    ("shrink-population-units", ["shrink", "run", "--share", "0.5", "--population", "--unit", "channels"],
+     ["--population", "neurons"]),
+    ("shrink-population-bn-gamma", ["shrink", "run", "--share", "0.5", "--population", "--importance", "bn_gamma"],
+     ["bn_gamma", "BatchNorm", "l1 or l2"]),
     ("bn-l1-negative", ["train", R, "--set", "penalty.bn_l1=-0.1"], ["penalty.bn_l1", "-0.1"]),
     ("bn-l1-without-batchnorm", ["train", R, "--set", "penalty.bn_l1=0.01"], ["penalty.bn_l1", "model.norm: batch"]),
 ]

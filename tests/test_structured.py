@@ -264,3 +264,52 @@ def test_load_shrunk_refuses_other_files(tmp_path):
         load_shrunk(tmp_path / "y.pt")
     with pytest.raises(FileNotFoundError, match="expected a model file"):
         load_shrunk(tmp_path / "nothing.pt")
+
+
+# ------------------------------------------------------------------ the population-aware path
+@pytest.mark.parametrize("norm, importance", [("none", "l1"), ("batch", "bn_gamma")])
+def test_a_narrowed_population_equals_the_masked_one_member_by_member(norm, importance):
+    from tamenet.compress.compact import masked_population, narrow_population
+
+    result = fit({**SLIM, "model": {"widths": [16, 12], "norm": norm}, "seed": [0, 1, 2],
+                  "track": QUIET, "train": {**SLIM["train"], "epochs": 1}})
+    narrowed, recipe, kept = narrow_population(result.model, result.recipe, share=0.5, importance=importance)
+    assert recipe.model.widths == [8, 6] and kept[0].shape == (3, 8)
+    assert len({tuple(k.tolist()) for k in kept[0]}) > 1, "every member chose the same units"
+    x = result.data.X_test
+    result.model.eval()
+    torch.testing.assert_close(narrowed(x), masked_population(result.model, kept)(x), rtol=1e-5, atol=1e-5)
+    if importance == "bn_gamma":  # each member keeps its own largest |gamma|
+        gamma = result.model.norms[0].weight.detach().abs()
+        expected = torch.sort(torch.argsort(gamma, dim=1, descending=True)[:, :8], dim=1).values
+        assert torch.equal(kept[0], expected)
+
+
+def test_shrink_population_writes_a_run_that_evaluate_reads(tmp_path, capsys):
+    from tamenet.trained import evaluate_run
+
+    fit({**SLIM, "model": {"widths": [16, 16]}, "seed": [0, 1]}, out=tmp_path / "run")
+    assert main(["shrink", str(tmp_path / "run"), "--share", "0.75", "--population"]) == 0
+    info = json.loads((tmp_path / "run" / "narrowed" / "shrink.json").read_text())
+    assert info["widths"] == {"before": [16, 16], "after": [4, 4]}
+    evaluated = evaluate_run(tmp_path / "run" / "narrowed")
+    assert evaluated["test"]["accuracy"] == pytest.approx(info["scores"]["after"], abs=1e-12)
+    capsys.readouterr()
+    assert main(["shrink", str(tmp_path / "run"), "--share", "0.5", "--population"]) == 2  # it would overwrite
+    assert "already holds a model.pt" in capsys.readouterr().err
+
+
+def test_the_fine_tuning_adam_follows_its_formula():
+    """Two steps on w with gradients g1, g2: m_t, v_t as Kingma & Ba; w_t = w_{t-1} - lr m_hat / (sqrt(v_hat) + eps)."""
+    from tamenet.compress.structured import _Adam
+
+    w = torch.tensor([1.0, -2.0], requires_grad=True)
+    opt, lr, (b1, b2), eps = _Adam([w], lr=0.1), 0.1, (0.9, 0.999), 1e-8
+    grads = [torch.tensor([0.5, -3.0]), torch.tensor([-1.0, 2.0])]
+    expected, m, v = w.detach().clone(), torch.zeros(2), torch.zeros(2)
+    for t, g in enumerate(grads, start=1):
+        w.grad = g.clone()
+        opt.step()
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        expected = expected - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+        torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-7)

@@ -59,8 +59,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--fine-tune", dest="epochs", type=count(0, "a whole number of epochs >= 0"), default=0,
                         metavar="EPOCHS", help="fine-tune the pruned model this many epochs with Adam (default 0)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="the fine-tuning learning rate (default 1e-3)")
+    parser.add_argument("--population", action="store_true",
+                        help="narrow every member of an MLP run at once (each keeps its own top-k units per hidden "
+                             "layer) and write a new run directory that evaluate, predict and export read "
+                             "(default RUN_DIR/narrowed); neurons only, no fine-tuning (train with "
+                             "train.init_from=DIR for that)")
     parser.add_argument("--out", metavar="FILE",
-                        help="the file to write (default RUN_DIR/shrunk/model-m<K>.pt); its summary goes to FILE.json")
+                        help="the file to write (default RUN_DIR/shrunk/model-m<K>.pt); its summary goes to FILE.json; "
+                             "with --population, the run directory to write")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     return parser
 
@@ -72,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from .track import format_table
 
     check_run_dir(args.run_dir, command="shrink")
+    if args.population:
+        return run_population(args)
     file, info = shrink_run(args.run_dir, share=args.share, unit=args.unit, importance=args.importance,
                             member=args.member, epochs=args.epochs, lr=args.lr, out=args.out)
     before, after = info["before"], info["after"]
@@ -88,4 +96,20 @@ def run(args: argparse.Namespace) -> int:
     if info["removed_blocks"]:
         print(f"blocks removed: {', '.join(info['removed_blocks'])}")
     print(f"saved: {file} (tamenet.compress.structured.load_shrunk), summary: {file.with_name(file.name + '.json')}")
+    return 0
+
+
+def run_population(args: argparse.Namespace) -> int:
+    """`--population`: narrow every member's hidden layers, write a new run directory."""
+    from .compress.shrink import narrow_run
+
+    if args.unit != "neurons" or args.member is not None or args.epochs:
+        raise ValueError("--population narrows the hidden neurons of every member at once; expected no --unit other "
+                         "than neurons, no --member and no --fine-tune with it")
+    folder, info = narrow_run(args.run_dir, share=args.share, importance=args.importance, out=args.out)
+    before, after = info["scores"]["before"], info["scores"]["after"]
+    print(f"widths {info['widths']['before']} -> {info['widths']['after']}, parameters "
+          f"{info['parameters']['before']} -> {info['parameters']['after']}; {info['metric']} ({info['split']}) per "
+          f"member before: {', '.join(f'{v:.4f}' for v in before)}; after: {', '.join(f'{v:.4f}' for v in after)}")
+    print(f"narrowed run: {folder} (tamenet evaluate / predict / export read it)")
     return 0

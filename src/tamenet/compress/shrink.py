@@ -123,4 +123,65 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["EXAMPLE_ROWS", "run_data", "score", "shrink_run"]
+def narrow_run(run_dir: str | Path, *, share: float, importance: str = "l1", out: str | Path | None = None
+               ) -> tuple[Path, dict[str, Any]]:
+    """The population-aware path (`compact.narrow_population`): every member of an MLP run keeps its own top-k
+    units per hidden layer; written as a new run directory (`model.pt` with the narrowed recipe and weights, the
+    original `run.json` for the data fingerprint, `shrink.json`) that `tamenet evaluate`, `predict`, `export` and
+    `train.init_from` read. Default directory: `<run>/narrowed`, refused when it already holds a model."""
+    import shutil
+
+    from ..checkpoints import load_checkpoint
+    from ..config import to_dict
+    from ..data import prepare  # noqa: F401  (run_data's import, here for its error first)
+    from ..trained import load_run
+    from ..track import atomic_torch_save, atomic_write_json
+    from .compact import narrow_population
+
+    share = check_share(share)
+    check_choice(importance, IMPORTANCES, "importance")
+    trained = load_run(run_dir)
+    folder = Path(out) if out is not None else Path(trained.path) / "narrowed"
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out: expected a directory for the narrowed run, got the file {folder}")
+    if (folder / "model.pt").exists():
+        raise FileExistsError(f"--out: {folder} already holds a model.pt; expected a new directory")
+    data = run_data(trained)
+    narrowed, recipe, kept = narrow_population(trained.model, trained.recipe, share=share, importance=importance)
+    payload = load_checkpoint(Path(trained.path) / "model.pt", kind="model")
+    payload = {**payload, "recipe": to_dict(recipe), "state_dict": narrowed.state_dict()}
+    metric = "accuracy" if trained.task == "classification" else "rmse"
+    X, y, split = (data.X_test, data.y_test, "test") if len(data.X_test) else (data.X_val, data.y_val, "val")
+
+    def member_scores(model) -> list[float]:
+        model.eval()
+        with torch.no_grad():
+            out = model(X)
+        return [score(_Member(out[m]), X, y, trained.task, data.target_std) for m in range(out.shape[0])]
+
+    info = {"share": share, "importance": importance, "widths": {"before": list(trained.recipe.model.widths),
+                                                                   "after": list(recipe.model.widths)},
+            "parameters": {"before": sum(p.numel() for p in trained.model.parameters()),
+                           "after": sum(p.numel() for p in narrowed.parameters())},
+            "metric": metric, "split": split,
+            "scores": {"before": member_scores(trained.model), "after": member_scores(narrowed)},
+            "kept_units": {str(k): v.tolist() for k, v in kept.items()}, "source_run": str(trained.path)}
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(trained.path) / "run.json", folder / "run.json")
+    atomic_torch_save(folder / "model.pt", payload)
+    atomic_write_json(folder / "shrink.json", info)
+    return folder, info
+
+
+class _Member(nn.Module):
+    """Fixed outputs as a module, so `score` can score one member's outputs."""
+
+    def __init__(self, outputs: torch.Tensor) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs
+
+
+__all__ = ["EXAMPLE_ROWS", "narrow_run", "run_data", "score", "shrink_run"]

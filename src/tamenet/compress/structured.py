@@ -321,7 +321,7 @@ def fine_tune(module: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: in
     if len(X) != len(y) or len(X) == 0:
         raise ValueError(f"fine_tune: expected as many targets as rows (> 0), got {len(X)} rows and {len(y)} targets")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = _Adam([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     losses = []
     module.train()
     for _ in range(epochs):
@@ -334,13 +334,38 @@ def fine_tune(module: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: in
                 loss = nn.functional.cross_entropy(out, y[rows].long())
             else:
                 loss = nn.functional.mse_loss(out.reshape(-1), y[rows].reshape(-1).to(out.dtype))
-            optimizer.zero_grad()
+            module.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(rows)
         losses.append(total / len(X))
     module.eval()
     return losses
+
+
+class _Adam:
+    """Adam (Kingma & Ba, ICLR 2015) with L2 weight decay added to the gradient, as `torch.optim.Adam`:
+    `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`, `w <- w - lr m_hat / (sqrt(v_hat) + eps)`. Our own few
+    lines: `torch.optim`'s first step imports TorchDynamo, seconds of start-up for a fine-tuning of seconds."""
+
+    def __init__(self, params: list[torch.Tensor], *, lr: float, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.decay, self.betas, self.eps, self.t = params, lr, weight_decay, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad if self.decay == 0 else p.grad + self.decay * p
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** self.t))
 
 
 # ------------------------------------------------------------------------------------------------ saving
