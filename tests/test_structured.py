@@ -313,3 +313,10 @@ def test_the_fine_tuning_adam_follows_its_formula():
         m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
         expected = expected - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
         torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_the_command_lines_torch_free_names_match_the_library():
+    import tamenet.cli_shrink as cli_shrink
+    from tamenet.compress.structured import IMPORTANCES, UNITS
+
+    assert cli_shrink.UNITS == tuple(UNITS) and cli_shrink.IMPORTANCES == tuple(IMPORTANCES)

@@ -8,6 +8,9 @@ in, logits [B, K] (classification) or the standardized target [B, 1] (regression
 beside it gives the summary: parameters, MACs per row, bytes, latency before and after, the
 layer widths, the metric on the run's test split (else validation) before pruning, after pruning
 and after fine-tuning.
+
+`narrow_run` is the population-aware path (`compact.narrow_population`): every member of an MLP run
+narrowed at once, written as a new run directory that `tamenet evaluate`, `predict` and `export` read.
 """
 
 from __future__ import annotations
@@ -133,7 +136,6 @@ def narrow_run(run_dir: str | Path, *, share: float, importance: str = "l1", out
 
     from ..checkpoints import load_checkpoint
     from ..config import to_dict
-    from ..data import prepare  # noqa: F401  (run_data's import, here for its error first)
     from ..trained import load_run
     from ..track import atomic_torch_save, atomic_write_json
     from .compact import narrow_population
