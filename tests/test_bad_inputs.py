@@ -370,6 +370,27 @@ CASES: list[tuple[str, list[str], list[str]]] = [
                                 "train.precision=fp16"], ["fp16 on the CPU", "force_precision"]),
     ("precision-unknown", ["train", R, "--set", "train.precision=fp8"], ["train.precision", "'fp8'", "bf16"]),
     ("force-precision-text", ["train", R, "--set", "train.force_precision=maybe"], ["train.force_precision", "true or false"]),
+    # structured pruning (tamenet shrink) and network slimming (penalty.bn_l1)
+    ("shrink-share-one", ["shrink", "run", "--share", "1.0"], ["--share", "[0, 1)", "got 1"]),
+    ("shrink-share-negative", ["shrink", "run", "--share=-0.1"], ["--share", "[0, 1)", "-0.1"]),
+    ("shrink-share-text", ["shrink", "run", "--share", "half"], ["--share", "[0, 1)", "half"]),
+    ("shrink-unit", ["shrink", "run", "--share", "0.5", "--unit", "layers"], ["--unit", "layers", "neurons"]),
+    ("shrink-importance", ["shrink", "run", "--share", "0.5", "--importance", "taylor"],
+     ["--importance", "taylor", "bn_gamma"]),
+    ("shrink-missing", ["shrink", "nowhere", "--share", "0.5"], ["nowhere", "run directory"]),
+    ("shrink-not-a-run", ["shrink", "a-folder", "--share", "0.5"], ["a-folder", "model.pt"]),
+    ("shrink-member", ["shrink", "run", "--share", "0.5", "--member", "3"], ["--member", "[0, 0]", "3"]),
+    ("shrink-channels-of-an-mlp", ["shrink", "run", "--share", "0.5", "--unit", "channels"],
+     ["unit 'channels'", "convolutions", "none"]),
+    ("shrink-bn-gamma-without-batchnorm", ["shrink", "run", "--share", "0.5", "--importance", "bn_gamma"],
+     ["bn_gamma", "BatchNorm", "l1 or l2"]),
+    ("shrink-out-folder", ["shrink", "run", "--share", "0.5", "--out", "a-folder"], ["--out", "directory a-folder"]),
+    ("shrink-population-units", ["shrink", "run", "--share", "0.5", "--population", "--unit", "channels"],
+     ["--population", "neurons"]),
+    ("shrink-population-bn-gamma", ["shrink", "run", "--share", "0.5", "--population", "--importance", "bn_gamma"],
+     ["bn_gamma", "BatchNorm", "l1 or l2"]),
+    ("bn-l1-negative", ["train", R, "--set", "penalty.bn_l1=-0.1"], ["penalty.bn_l1", "-0.1"]),
+    ("bn-l1-without-batchnorm", ["train", R, "--set", "penalty.bn_l1=0.01"], ["penalty.bn_l1", "model.norm: batch"]),
 ]
 
 

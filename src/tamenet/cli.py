@@ -55,10 +55,11 @@ COMMANDS: dict[str, str] = {
     "report": "cli_report",
     "preview": "cli_preview",
     "export": "cli_export",
-    "quantize": "cli_quantize",
-    "serve": "cli_serve",
     "prune": "cli_prune",
+    "shrink": "cli_shrink",
+    "quantize": "cli_quantize",
     "distill": "cli_distill",
+    "serve": "cli_serve",
 }
 """Command -> the module of this package that defines it (`add_parser(sub)`, `run(args)`), in --help order."""
 

@@ -127,6 +127,7 @@ class PenaltyConfig:
     soft_sharing: PerMember = field(default=0.0, metadata=_member(0.0, None))  # lambda of C4
     l2_sp: PerMember = field(default=0.0, metadata=_member(0.0, None))  # alpha of L2-SP: copied weights to the source's
     l2_sp_head: PerMember = field(default=0.0, metadata=_member(0.0, None))  # beta of L2-SP: the new head to 0
+    bn_l1: PerMember = field(default=0.0, metadata=_member(0.0, None))  # network slimming: lambda sum |gamma| of BatchNorms
     sharing_groups: list[SharingGroup] = field(default_factory=list)
 
 

@@ -248,3 +248,43 @@ class L1Proximal:
     def __call__(self, trainer, lr: torch.Tensor) -> None:
         # the threshold in the optimizer's own metric, so the fixed point is the lasso whatever the optimizer
         l1_proximal_(trainer.penalized, lr * trainer.hyper["l1"], trainer.optimizer.l1_scales(r for r, _ in trainer.penalized))
+
+
+# ----------------------------------------------------------------- network slimming (H1)
+def batch_norm_gammas(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The gamma multipliers [M, C] of every population BatchNorm in `model`: network slimming's targets."""
+    from .nn import BatchNorm
+
+    return [m.weight for m in model.modules() if isinstance(m, BatchNorm)]
+
+
+def bn_l1_penalty(gammas: list[torch.Tensor], strength: torch.Tensor) -> torch.Tensor:
+    """`lambda * sum |gamma|` [M] over the BatchNorm multipliers (network slimming; Liu et al., "Learning
+    efficient convolutional networks through network slimming", ICCV 2017); subgradient `lambda * sign(gamma)`."""
+    total = sum(g.abs().sum(1) for g in gammas)
+    return strength * total
+
+
+@torch.no_grad()
+def add_bn_l1_gradients_(gammas: list[torch.Tensor], strength: torch.Tensor) -> None:
+    """Add `lambda_m * sign(gamma)` to each BatchNorm gamma's `.grad` [M, C] (member m's strength on row m)."""
+    for gamma in gammas:
+        if gamma.grad is not None:
+            gamma.grad.addcmul_(torch.sign(gamma), strength.to(gamma.dtype).view(-1, 1))
+
+
+class BatchNormL1Gradients:
+    """Gradient transform (H1, `penalty.bn_l1`): network slimming's `lambda * sign(gamma)` on the BatchNorm
+    gammas only, per member; the channels with the smallest |gamma| are then cut (`compress.structured`)."""
+
+    def check(self, trainer) -> None:
+        if bool((trainer.hyper["bn_l1"] > 0).any()) and not batch_norm_gammas(trainer.model):
+            raise RecipeError(f"penalty.bn_l1: network slimming acts on BatchNorm gammas; expected model.norm: batch, "
+                              f"got model.norm: {trainer.recipe.model.norm}")
+
+    def begin_epoch(self, trainer) -> bool:
+        return bool((trainer.hyper["bn_l1"] > 0).any())
+
+    def __call__(self, trainer) -> None:
+        # the gammas are read at each call: compaction may have replaced the model's tensors
+        add_bn_l1_gradients_(batch_norm_gammas(trainer.model), trainer.hyper["bn_l1"])

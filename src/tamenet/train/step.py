@@ -33,7 +33,7 @@ from ..compress.transfer_step import FreezeNorms, L2SPGradients, RestoreFrozen
 from ..clipping import ClipGradients
 from ..config import Recipe, RecipeError
 from ..constraints import MaskGradients, ProjectConstraints, TieGradients
-from ..penalties import L1Proximal, PenaltyGradients, SoftSharingGradients
+from ..penalties import BatchNormL1Gradients, L1Proximal, PenaltyGradients, SoftSharingGradients
 from .input_transforms import InputNoise
 from .losses import HardTargets, SoftTargets
 
@@ -152,6 +152,7 @@ def build_step(recipe: Recipe, *, image_shape: tuple[int, ...] | None = None) ->
         gradients=[
             TieGradients(),
             PenaltyGradients(),
+            BatchNormL1Gradients(),
             SoftSharingGradients(),
             MaskGradients(),
             *([L2SPGradients()] if transfers else []),
