@@ -28,6 +28,7 @@ from ..train.member_data import MemberData
 from .halving import Halving, halving_rungs
 from .memory import chunk_size, estimate_memory, memory_budget
 from .options import STOP_SHARE
+from .ranks import Spread, absorb, chunk_part, chunks_for_rank, spread_chunk_size
 from .splits import Fold
 
 
@@ -167,7 +168,8 @@ class CVRun:
 
     A population too large for the memory budget trains as several chunks of members, one after
     another: `trainers` holds one trainer per chunk (`trainer` is the first; a chunk keeps only its
-    history and loop state once done, its weights are freed), `history` all of them.
+    history and loop state once done, its weights are freed), `history` all of them; a chunk another rank of a
+    distributed search trained is a `ranks.RemoteChunk` (its members, history and loop state).
     """
 
     trainers: list[Trainer]
@@ -307,6 +309,7 @@ def run_cv(
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
     leave: Leave | None = None,
     max_memory: str | int | None = None,
+    spread: Spread | None = None,
 ) -> CVRun:
     """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once.
 
@@ -316,8 +319,13 @@ def run_cv(
     train in chunks one after another (whole candidates when halving or `leave` compares them).
     Chunked results equal unchunked ones, except that successive halving then ranks candidates
     within their chunk (each chunk is its own halving run, with rungs for its own candidate count).
+    With `spread` (the ranks of a distributed job, see `ranks.py`) each rank trains its round-robin share of
+    the chunks and every rank ends with the whole population's results.
     """
     started = time.perf_counter()
+    if spread is not None and halving_eta is not None:
+        raise ValueError("successive halving over several processes would rank candidates within each process's "
+                         "chunk only; expected --halving without --nproc")
     candidates, k = population_size(recipe), len(folds)
     es = recipe.train.early_stopping
     needs_stop = es.patience is not None or es.restore_best
@@ -334,10 +342,16 @@ def run_cv(
                                    n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
                                    task=pool.task, input_shape=pool.image_shape)
         size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
+    if spread is not None:
+        size = spread_chunk_size(members, size, group=group, world=spread.world_size)
     chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
+    mine = set(chunks_for_rank(len(chunks), spread.rank, spread.world_size)) if spread is not None else None
     results = _Scores(members, TASK_METRIC[pool.task])
-    trainers, first_rows, reports = [], None, []
-    for ids in chunks:
+    trainers, first_rows, reports, parts = [], None, [], []
+    for i, ids in enumerate(chunks):
+        if mine is not None and i not in mine:
+            trainers.append(None)  # another rank's chunk: filled in by the exchange below
+            continue
         trainer, rows, halving = _train_chunk(expanded, ids, pool, folds, share=share, results=results,
                                               halving_eta=halving_eta, callbacks=callbacks, leave=leave)
         trainers.append(trainer)
@@ -346,8 +360,21 @@ def run_cv(
             _release(trainer)
         if halving is not None:
             reports.append((halving, len(ids) * trainer.state.epoch))
-        if trainer.state.interrupted:
+        if spread is not None:
+            parts.append(chunk_part(results, trainer, ids, spread.rank))
+        elif trainer.state.interrupted:
             break
+    if spread is not None:  # every rank: the others' chunks, in chunk order
+        for part in spread.exchange(parts):
+            if part["rank"] != spread.rank:
+                index = chunks.index(part["members"])
+                trainers[index] = absorb(results, part)
+                for callback in callbacks or []:
+                    if hasattr(callback, "remote_rows"):
+                        callback.remote_rows(trainers[index].history)
+        if first_rows is None:  # this rank trained no chunk: the first chunk's rows, for the sizes and the task
+            first_rows = fold_rows(pool, folds, candidates=0, members=chunks[0], standardize=expanded.data.standardize,
+                                   stop_share=share, seed=expanded.data.seed)
     report = None
     if halving_eta is not None:
         done = sum(h.member_epochs for h, _ in reports)
