@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     title = f"{result['dataset']}: {result['scheme']}, {result['folds']} folds, {result['members']} members"
     print(format_table(header, rows, title=title))
     if spread is not None:
-        print(f"spread over {spread.world_size} processes: chunks dealt round robin, rank 0 chose and wrote")
+        how = "each ran trials of the shared study" if trials else "the population's chunks dealt round robin"
+        print(f"spread over {spread.world_size} processes: {how}; rank 0 chose and wrote")
     memory = result["memory"]
     chunks = memory["chunks"] if isinstance(memory["chunks"], list) else [memory["chunks"]]
     needed = f"about {format_size(memory['needed'])} needed" if memory["needed"] else "not estimated (one member)"

@@ -136,6 +136,8 @@ def cross_validate(
         "train_time_s": round(run.train_time, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    if spread is not None:
+        result["processes"] = spread.world_size
     if run_dir is not None:
         run_dir.write_json("cv.json", result)
         plot_cv(result, run_dir.path / "cv.png")
@@ -253,7 +255,11 @@ def search(
         lookup(SAMPLERS, sampler, "sampler")
         lookup(PRUNERS, pruner, "pruner")
         if storage is not None:  # a URL Optuna cannot open fails before any file of the run is written
+            if spread is not None and not spread.is_main:
+                spread.barrier()  # the main rank creates the storage's tables first: two at once collide
             open_storage(storage)
+            if spread is not None and spread.is_main:
+                spread.barrier()
     recipe, pool, fold_list, run_dir = _start(recipe, None, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     studies = []
@@ -296,6 +302,8 @@ def search(
             "candidates": rows,
             "best": rows[best],
         }
+        if spread is not None:
+            result["processes"] = spread.world_size
         if trials is not None:
             result["trials"] = {"count": trials, "batch": batch, "sampler": sampler, "pruner": pruner,
                                 "seed": member_seeds(recipe)[0],
@@ -304,9 +312,10 @@ def search(
                                 "failed": sum(not math.isfinite(r[f"cv_{metric}_mean"]) for r in rows),
                                 "member_epochs": sum(sum(r.epochs) for r in runs),
                                 "member_epochs_without_pruning": len(rows) * len(fold_list) * recipe.train.epochs}
-            if storage is not None:
-                result["trials"].update(storage=redact(storage), study=studies[0].study_name,
-                                        this_process=sum(r["population"] is not None for r in rows))
+            if storage is not None:  # the member-epochs are this process's; the table is the study's
+                own = sum(r["population"] is not None for r in rows)
+                result["trials"].update(storage=redact(storage), study=studies[0].study_name, this_process=own,
+                                        member_epochs_without_pruning=own * len(fold_list) * recipe.train.epochs)
         if nested is not None:
             result["nested"] = _nested(recipe, pool, nested, choose, keys, scheme=scheme, folds=folds, p=p,
                                        max_splits=max_splits, stop_share=stop_share, max_memory=max_memory,
