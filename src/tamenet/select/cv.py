@@ -28,7 +28,7 @@ from ..train.member_data import MemberData
 from .halving import Halving, halving_rungs
 from .memory import chunk_size, estimate_memory, memory_budget
 from .options import STOP_SHARE
-from .ranks import Spread, absorb, chunk_part, chunks_for_rank, spread_chunk_size
+from .ranks import Spread, absorb, chunk_part, chunks_for_rank, spread_chunks
 from .splits import Fold
 
 
@@ -342,9 +342,10 @@ def run_cv(
                                    n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
                                    task=pool.task, input_shape=pool.image_shape)
         size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
-    if spread is not None:
-        size = spread_chunk_size(members, size, group=group, world=spread.world_size)
     chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
+    if spread is not None:  # at least one chunk per rank where the candidates allow
+        chunks = spread_chunks(members, size, group=group, world=spread.world_size)
+        size = max(len(c) for c in chunks)
     mine = set(chunks_for_rank(len(chunks), spread.rank, spread.world_size)) if spread is not None else None
     results = _Scores(members, TASK_METRIC[pool.task])
     trainers, first_rows, reports, parts = [], None, [], []

@@ -9,7 +9,7 @@ measured (per-member scores, best epochs, metrics rows) to every other (`all_gat
 holds the whole population's results, takes the same decisions and calls the next population in step; only the
 main rank (rank 0) refits and writes the run directory.
 
-Pure functions (`spread_chunk_size`, `chunks_for_rank`, `chunk_part`, `absorb`) are tested without processes; the
+Pure functions (`spread_chunks`, `chunks_for_rank`, `chunk_part`, `absorb`) are tested without processes; the
 one collective is `Spread.exchange`.
 """
 
@@ -24,15 +24,25 @@ EXCHANGE_TIMEOUT_S = 7 * 24 * 3600.0
 """How long a rank waits in the exchange for the slowest rank's chunks (a chunk may train for hours)."""
 
 
-def spread_chunk_size(members: int, size: int, *, group: int, world: int) -> int:
-    """The chunk size that gives every one of `world` ranks a chunk where it can: at most `size` (the memory
-    budget's), a whole number of `group`s, and small enough for at least `world` chunks when there are as many
-    groups. ``ceil(groups / world) * group`` members per chunk, capped by `size`."""
+def spread_chunks(members: int, size: int, *, group: int, world: int) -> list[list[int]]:
+    """Members 0..`members`-1 cut into consecutive chunks for `world` ranks: at most `size` members each (the
+    memory budget's chunk), whole `group`s (a candidate's folds when halving or a pruner compares them), and at
+    least `world` chunks when there are that many groups. With G groups the count is
+    ``max(ceil(G / (size / group)), min(world, G))``, the groups shared as evenly as they go (the first chunks
+    one group more), so the ranks' shares differ by at most one group."""
     if members < 1 or size < 1 or group < 1 or world < 1:
-        raise ValueError(f"spread_chunk_size: expected positive counts, got members={members}, size={size}, "
+        raise ValueError(f"spread_chunks: expected positive counts, got members={members}, size={size}, "
                          f"group={group}, world={world}")
     groups = math.ceil(members / group)
-    return min(size, math.ceil(groups / world) * group)
+    per_chunk = max(1, size // group)
+    count = max(math.ceil(groups / per_chunk), min(world, groups))
+    base, extra = divmod(groups, count)
+    chunks, start = [], 0
+    for i in range(count):
+        stop = start + (base + (i < extra)) * group
+        chunks.append(list(range(start, min(stop, members))))
+        start = stop
+    return chunks
 
 
 def chunks_for_rank(n_chunks: int, rank: int, world: int) -> list[int]:
