@@ -194,9 +194,10 @@ def _join(ranks, device: str, timeout_s: float):
     """Join the job (its rendezvous within `timeout_s`, else one line) and the search's exchange group."""
     from .select.ranks import Spread
 
-    if device.startswith("cuda"):  # one GPU per process: "cuda" is this rank's device
+    if device.startswith("cuda") or device == "auto":  # one GPU per process: "cuda" is this rank's device
         import torch
 
-        torch.cuda.set_device(ranks.local_rank)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(ranks.local_rank % torch.cuda.device_count())
     join(ranks, "cpu", timeout_s)  # scores travel between ranks as Python objects: gloo, on any device
     return Spread.join(ranks.rank, ranks.world_size)

@@ -216,6 +216,7 @@ class _Scores:
 
     def __init__(self, members: int, metric: str) -> None:
         self.metric = metric
+        self.members = members
         self.values = {split: {q: [math.nan] * members for q in ("loss", metric)} for split in ("fit", "scored")}
         self.best_epoch: list[int] = [0] * members
         self.diverged_at: list[int | None] = [None] * members
@@ -224,6 +225,12 @@ class _Scores:
         self.epochs: list[int] = [0] * members
         self.rows: FoldRows | None = None
         self.position: dict[int, int] = {}
+
+    def rows_per_batch(self, features: int) -> int:
+        """Scored rows per evaluation batch: `evaluate`'s own rule (about 2^21 activations per layer output) for
+        the whole population, so that a chunk, or a population that members left, scores its rows in the same
+        batches as the full population does (a batch's row count can change a matmul's bits)."""
+        return max(32, (1 << 21) // (self.members * max(features, 256)))
 
     def bind(self, rows: FoldRows, members: list[int]) -> None:
         """The chunk being trained: its rows, and where each of its original members sits in them."""
@@ -258,7 +265,8 @@ class _Scores:
                   "scored": (self.rows.scored[local], self.rows.scored_weight[local])}
         for name, (index, weight) in splits.items():
             loss, value = evaluate(trainer.model, data.X[copy, index], data.y[copy, index], data.task,
-                                   target_std=data.target_std, weight=weight)
+                                   target_std=data.target_std, weight=weight,
+                                   batch_size=self.rows_per_batch(data.X.shape[-1]))
             for i, member in zip(indices, ids):
                 self.values[name]["loss"][member] = float(loss[i])
                 self.values[name][self.metric][member] = float(value[i])
@@ -280,7 +288,8 @@ class _Scores:
         local = torch.tensor([self.position[m] for m in trainer.member_ids])
         _, value = evaluate(trainer.model, data.X[data.fold.unsqueeze(1), self.rows.scored[local]],
                             data.y[data.fold.unsqueeze(1), self.rows.scored[local]], data.task,
-                            target_std=data.target_std, weight=self.rows.scored_weight[local])
+                            target_std=data.target_std, weight=self.rows.scored_weight[local],
+                            batch_size=self.rows_per_batch(data.X.shape[-1]))
         return [float(v) for v in value]
 
     def rung_scores(self, trainer: Trainer) -> list[float]:
