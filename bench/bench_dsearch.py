@@ -102,10 +102,13 @@ def main() -> int:
     for name in tables:
         print(f"{name}: table {'equal bit for bit to' if same[name] else 'DIFFERENT from'} 1 process of 1 thread "
               f"(largest score difference {largest[name]:.3g})")
-    print("(the same engine on another thread count sums in another order: equal only to floating-point tolerance)")
+    if not all(same.values()):
+        print("(MKL's batched matmul can round a member differently in batches of other sizes or places, e.g. once "
+              "members left; MKL_CBWR=AVX512,STRICT for every run makes it exact: docs/scaling.md)")
+    print(f"MKL_CBWR={os.environ.get('MKL_CBWR', '(unset)')}")
     print("note: the machine was shared with other jobs while this ran; the ratios were measured side by side")
     report = {"machine": machine_info(), "load_average_at_end": os.getloadavg(), "epochs": epochs,
-              "members": len(GRID) * FOLDS, "ways": figures, "speedup_vs_1x1": ratios,
+              "members": len(GRID) * FOLDS, "mkl_cbwr": os.environ.get("MKL_CBWR"), "ways": figures, "speedup_vs_1x1": ratios,
               "table_equal_to_1x1": same, "largest_score_difference_vs_1x1": largest,
               "shared_machine": True}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -224,7 +224,7 @@ def search(
     `storage` (an Optuna storage URL, with `study_name`) shares the trials' study with other processes and
     machines: `trials` is then the study's total, and the table holds every finished trial of the study.
     `spread` (a distributed job, `ranks.py`): a grid's chunks are shared out over the ranks (the result is the
-    one-process search's, exactly); trials need a `storage`, each rank running trials of the shared study. Give
+    one-process search's: docs/scaling.md says when bit for bit); trials need a `storage`, each rank running trials of the shared study. Give
     `out` on the main rank only: it alone refits and writes."""
     from ..api import fit
 
