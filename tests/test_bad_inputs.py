@@ -391,6 +391,28 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["bn_gamma", "BatchNorm", "l1 or l2"]),
     ("bn-l1-negative", ["train", R, "--set", "penalty.bn_l1=-0.1"], ["penalty.bn_l1", "-0.1"]),
     ("bn-l1-without-batchnorm", ["train", R, "--set", "penalty.bn_l1=0.01"], ["penalty.bn_l1", "model.norm: batch"]),
+    # searches over processes and machines (select/ranks.py, --nproc, --storage)
+    ("cv-nproc-cores", ["cv", R, "--nproc", "4096"], ["--nproc 4096", "core(s)", "expected --nproc 1 to"]),
+    ("cv-nproc-zero", ["cv", R, "--nproc", "0"], ["--nproc", "at least 1"]),
+    ("cv-join-timeout", ["cv", R, "--join-timeout", "0"], ["--join-timeout", "positive number of seconds", "'0'"]),
+    ("cv-halving-nproc", ["cv", R, "--halving", "3", "--nproc", "2"], ["--halving with --nproc", "chunk"]),
+    ("search-storage-url", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--storage", "study.db"],
+     ["--storage", "database URL", "sqlite:///study.db", "'study.db'"]),
+    ("search-storage-folder", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--storage",
+                               "sqlite:///nowhere/study.db"], ["--storage", "folder 'nowhere'", "does not exist"]),
+    ("search-storage-memory", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--storage",
+                               "sqlite:///:memory:"], ["--storage", "sqlite:///FILE"]),
+    ("search-storage-grid", ["search", R, "--grid", "train.lr=0.01,0.1", "--storage", "sqlite:///s.db"],
+     ["--storage", "--trials", "--nproc"]),
+    ("search-study-name-alone", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--study-name", "s"],
+     ["--study-name", "expected --storage"]),
+    ("search-storage-nested", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--nested", "2",
+                               "--storage", "sqlite:///s.db"], ["--nested", "--storage"]),
+    ("search-trials-nproc", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--nproc", "2"],
+     ["--trials with --nproc", "--storage"]),
+    ("search-storage-driver", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--storage",
+                               "mysql://me:secret@localhost/db"], ["--storage mysql://me:***@localhost/db",
+                                                                   "could not open", "ImportError"]),
 ]
 
 

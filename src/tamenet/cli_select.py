@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .cli import LazyChoices, count, share
 from .cli_train import DEVICE_HELP, check_out, default_out, device_overrides
 from .cli_report import add_no_report, after_job
-from .select.options import BATCH, MAX_SPLITS, MEMORY_ENV, PRUNERS, SAMPLERS, STOP_SHARE
+from .dist.group import DEFAULT_TIMEOUT_S, join, leave, ranks_from_env
+from .dist.launch import DistributedError, check_nproc, relaunch
+from .select.options import BATCH, MAX_SPLITS, MEMORY_ENV, PRUNERS, SAMPLERS, STOP_SHARE, STUDY_NAME, check_spread
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             sel.add_argument("--nested", type=count(2), metavar="K_OUTER",
                              help="nested cross-validation: an unbiased estimate of the whole search over K_OUTER outer folds")
             sel.add_argument("--no-refit", action="store_true", help="skip refitting the best candidate")
+            sel.add_argument("--storage", metavar="URL",
+                             help="with --trials: an Optuna storage shared by processes and machines, e.g. "
+                                  "sqlite:///study.db or postgresql://user:password@host/db; --trials N is then "
+                                  "the study's total (docs/scaling.md)")
+            sel.add_argument("--study-name", metavar="NAME",
+                             help=f"the study in --storage (default {STUDY_NAME!r}; created by the first process)")
         sel.add_argument("--scheme", default="kfold", choices=LazyChoices("select.splits", "SCHEMES"), metavar="SCHEME",
                          help="validation scheme: %(choices)s (default kfold; stratified keeps class shares)")
         sel.add_argument("--folds", type=count(1), default=10, metavar="K",
@@ -49,8 +58,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sel.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a recipe value, e.g. --set train.epochs=30 (repeatable)")
         sel.add_argument("--device", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+        sel.add_argument("--nproc", type=count(1), metavar="N",
+                         help="train the population's chunks on N processes of this machine (torchrun; one per CPU "
+                              "core or GPU); across machines run torchrun --nnodes yourself (docs/scaling.md)")
+        sel.add_argument("--join-timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+                         help=f"seconds a process of a distributed job waits for the others to join "
+                              f"(default {DEFAULT_TIMEOUT_S:g})")
         sel.add_argument("--out", metavar="DIR", help="run directory to write (default runs/<name>-<command>-<time>)")
         add_no_report(sel)
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """This command's own arguments, which `--nproc` runs again under torchrun (the processes it starts)."""
+    import sys
+
+    argv = sys.argv[1:]
+    if not argv or argv[0] != args.command:
+        raise DistributedError(f"--nproc starts `tamenet {args.command} ...` again from its command line; called "
+                               f"from Python, expected the job started under torchrun instead (docs/scaling.md)")
+    return argv
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +95,22 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = device_overrides(args)
     light = parse_recipe(args.recipe, overrides)  # keys, types, ranges: before torch is imported
-    out = check_out(Path(args.out)) if args.out else default_out(run_name(light, args.command))
+    ranks = ranks_from_env()
+    trials = getattr(args, "trials", None)
+    check_spread(processes=max(args.nproc or 1, ranks.world_size if ranks else 1), trials=trials is not None,
+                 storage=getattr(args, "storage", None), study_name=getattr(args, "study_name", None),
+                 halving=bool(args.halving), nested=getattr(args, "nested", None) is not None)
+    if ranks is None and (args.nproc or 1) > 1:  # this machine's processes, under torchrun
+        cuda = light.train.device == "cuda"
+        gpus = _gpus() if cuda else 0
+        check_nproc(args.nproc, device="cuda" if cuda else "cpu", gpus=gpus)
+        argv = _command_line(args)
+        out = check_out(Path(args.out)) if args.out else default_out(run_name(light, args.command))
+        return relaunch(args.nproc, argv if args.out else [*argv, "--out", str(out)])
+    main = ranks is None or ranks.is_main
+    out = None
+    if main:
+        out = check_out(Path(args.out)) if args.out else default_out(run_name(light, args.command))
 
     from .allocator import keep_freed_memory
     from .devices import check_training
@@ -70,13 +122,21 @@ def run(args: argparse.Namespace) -> int:
     keep_freed_memory()
     recipe = load_recipe(args.recipe, overrides)
     check_training(recipe.train)  # cuda without a GPU, fp16 on the CPU: refused before anything is written
+    spread = _join(ranks, recipe.train.device, args.join_timeout) if ranks is not None else None
     options = dict(scheme=args.scheme, folds=args.folds, p=args.p, max_splits=args.max_splits,
-                   stop_share=args.stop_share, halving=args.halving, out=out, max_memory=args.max_memory)
-    if args.command == "cv":
-        result = cross_validate(recipe, **options)
-    else:
-        result = search(recipe, grid=args.grid, trials=args.trials, space=args.space, sampler=args.sampler,
-                        pruner=args.pruner, batch=args.batch, nested=args.nested, refit=not args.no_refit, **options)
+                   stop_share=args.stop_share, halving=args.halving, out=out, max_memory=args.max_memory, spread=spread)
+    try:
+        if args.command == "cv":
+            result = cross_validate(recipe, **options)
+        else:
+            result = search(recipe, grid=args.grid, trials=args.trials, space=args.space, sampler=args.sampler,
+                            pruner=args.pruner, batch=args.batch, nested=args.nested, refit=not args.no_refit,
+                            storage=args.storage, study_name=args.study_name, **options)
+    finally:
+        if spread is not None:
+            leave()
+    if not main:
+        return 0  # the main rank prints and writes
     metric = result["metric"]
     trials = result.get("trials")
     keys = (list(result["grid"]) if result.get("grid") else list(trials["space"])) if args.command == "search" else []
@@ -89,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
             for row in result["candidates"]]
     title = f"{result['dataset']}: {result['scheme']}, {result['folds']} folds, {result['members']} members"
     print(format_table(header, rows, title=title))
+    if spread is not None:
+        how = "each ran trials of the shared study" if trials else "the population's chunks dealt round robin"
+        print(f"spread over {spread.world_size} processes: {how}; rank 0 chose and wrote")
     memory = result["memory"]
     chunks = memory["chunks"] if isinstance(memory["chunks"], list) else [memory["chunks"]]
     needed = f"about {format_size(memory['needed'])} needed" if memory["needed"] else "not estimated (one member)"
@@ -121,3 +184,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"wall time {result['wall_time_s']:.1f} s; run directory: {result['run_dir']}")
     after_job(args, result.get("run_dir"))
     return 0
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _join(ranks, device: str, timeout_s: float):
+    """Join the job (its rendezvous within `timeout_s`, else one line) and the search's exchange group."""
+    from .select.ranks import Spread
+
+    if device.startswith("cuda") or device == "auto":  # one GPU per process: "cuda" is this rank's device
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(ranks.local_rank % torch.cuda.device_count())
+    join(ranks, "cpu", timeout_s)  # scores travel between ranks as Python objects: gloo, on any device
+    return Spread.join(ranks.rank, ranks.world_size)

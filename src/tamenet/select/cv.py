@@ -28,6 +28,7 @@ from ..train.member_data import MemberData
 from .halving import Halving, halving_rungs
 from .memory import chunk_size, estimate_memory, memory_budget
 from .options import STOP_SHARE
+from .ranks import Spread, absorb, chunk_part, chunks_for_rank, spread_chunks
 from .splits import Fold
 
 
@@ -167,7 +168,8 @@ class CVRun:
 
     A population too large for the memory budget trains as several chunks of members, one after
     another: `trainers` holds one trainer per chunk (`trainer` is the first; a chunk keeps only its
-    history and loop state once done, its weights are freed), `history` all of them.
+    history and loop state once done, its weights are freed), `history` all of them; a chunk another rank of a
+    distributed search trained is a `ranks.RemoteChunk` (its members, history and loop state).
     """
 
     trainers: list[Trainer]
@@ -214,6 +216,7 @@ class _Scores:
 
     def __init__(self, members: int, metric: str) -> None:
         self.metric = metric
+        self.members = members
         self.values = {split: {q: [math.nan] * members for q in ("loss", metric)} for split in ("fit", "scored")}
         self.best_epoch: list[int] = [0] * members
         self.diverged_at: list[int | None] = [None] * members
@@ -222,6 +225,12 @@ class _Scores:
         self.epochs: list[int] = [0] * members
         self.rows: FoldRows | None = None
         self.position: dict[int, int] = {}
+
+    def rows_per_batch(self, features: int) -> int:
+        """Scored rows per evaluation batch: `evaluate`'s own rule (about 2^21 activations per layer output) for
+        the whole population, so that a chunk, or a population that members left, scores its rows in the same
+        batches as the full population does (a batch's row count can change a matmul's bits)."""
+        return max(32, (1 << 21) // (self.members * max(features, 256)))
 
     def bind(self, rows: FoldRows, members: list[int]) -> None:
         """The chunk being trained: its rows, and where each of its original members sits in them."""
@@ -256,7 +265,8 @@ class _Scores:
                   "scored": (self.rows.scored[local], self.rows.scored_weight[local])}
         for name, (index, weight) in splits.items():
             loss, value = evaluate(trainer.model, data.X[copy, index], data.y[copy, index], data.task,
-                                   target_std=data.target_std, weight=weight)
+                                   target_std=data.target_std, weight=weight,
+                                   batch_size=self.rows_per_batch(data.X.shape[-1]))
             for i, member in zip(indices, ids):
                 self.values[name]["loss"][member] = float(loss[i])
                 self.values[name][self.metric][member] = float(value[i])
@@ -278,7 +288,8 @@ class _Scores:
         local = torch.tensor([self.position[m] for m in trainer.member_ids])
         _, value = evaluate(trainer.model, data.X[data.fold.unsqueeze(1), self.rows.scored[local]],
                             data.y[data.fold.unsqueeze(1), self.rows.scored[local]], data.task,
-                            target_std=data.target_std, weight=self.rows.scored_weight[local])
+                            target_std=data.target_std, weight=self.rows.scored_weight[local],
+                            batch_size=self.rows_per_batch(data.X.shape[-1]))
         return [float(v) for v in value]
 
     def rung_scores(self, trainer: Trainer) -> list[float]:
@@ -307,6 +318,7 @@ def run_cv(
     callbacks: list[Callable[[EpochRecord, Trainer], None]] | None = None,
     leave: Leave | None = None,
     max_memory: str | int | None = None,
+    spread: Spread | None = None,
 ) -> CVRun:
     """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once.
 
@@ -316,8 +328,13 @@ def run_cv(
     train in chunks one after another (whole candidates when halving or `leave` compares them).
     Chunked results equal unchunked ones, except that successive halving then ranks candidates
     within their chunk (each chunk is its own halving run, with rungs for its own candidate count).
+    With `spread` (the ranks of a distributed job, see `ranks.py`) each rank trains its round-robin share of
+    the chunks and every rank ends with the whole population's results.
     """
     started = time.perf_counter()
+    if spread is not None and halving_eta is not None:
+        raise ValueError("successive halving over several processes would rank candidates within each process's "
+                         "chunk only; expected --halving without --nproc")
     candidates, k = population_size(recipe), len(folds)
     es = recipe.train.early_stopping
     needs_stop = es.patience is not None or es.restore_best
@@ -335,9 +352,16 @@ def run_cv(
                                    task=pool.task, input_shape=pool.image_shape)
         size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
     chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
+    if spread is not None:  # at least one chunk per rank where the candidates allow
+        chunks = spread_chunks(members, size, group=group, world=spread.world_size)
+        size = max(len(c) for c in chunks)
+    mine = set(chunks_for_rank(len(chunks), spread.rank, spread.world_size)) if spread is not None else None
     results = _Scores(members, TASK_METRIC[pool.task])
-    trainers, first_rows, reports = [], None, []
-    for ids in chunks:
+    trainers, first_rows, reports, parts = [], None, [], []
+    for i, ids in enumerate(chunks):
+        if mine is not None and i not in mine:
+            trainers.append(None)  # another rank's chunk: filled in by the exchange below
+            continue
         trainer, rows, halving = _train_chunk(expanded, ids, pool, folds, share=share, results=results,
                                               halving_eta=halving_eta, callbacks=callbacks, leave=leave)
         trainers.append(trainer)
@@ -346,8 +370,21 @@ def run_cv(
             _release(trainer)
         if halving is not None:
             reports.append((halving, len(ids) * trainer.state.epoch))
-        if trainer.state.interrupted:
+        if spread is not None:
+            parts.append(chunk_part(results, trainer, ids, spread.rank))
+        elif trainer.state.interrupted:
             break
+    if spread is not None:  # every rank: the others' chunks, in chunk order
+        for part in spread.exchange(parts):
+            if part["rank"] != spread.rank:
+                index = chunks.index(part["members"])
+                trainers[index] = absorb(results, part)
+                for callback in callbacks or []:
+                    if hasattr(callback, "remote_rows"):
+                        callback.remote_rows(trainers[index].history)
+        if first_rows is None:  # this rank trained no chunk: the first chunk's rows, for the sizes and the task
+            first_rows = fold_rows(pool, folds, candidates=0, members=chunks[0], standardize=expanded.data.standardize,
+                                   stop_share=share, seed=expanded.data.seed)
     report = None
     if halving_eta is not None:
         done = sum(h.member_epochs for h, _ in reports)

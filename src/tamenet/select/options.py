@@ -20,6 +20,9 @@ MEMORY_ENV = "TAMENET_MAX_MEMORY"
 BATCH = 8
 """Trials asked for (and trained as one population) at a time."""
 
+STUDY_NAME = "tamenet"
+"""The study a shared `--storage` holds when no `--study-name` is given."""
+
 
 def _optuna() -> Any:
     """The optuna module, imported on first use."""
@@ -40,3 +43,49 @@ PRUNERS = {
 }
 """Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
 of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+"""Database URLs an Optuna storage accepts (SQLAlchemy's, with an optional ``+driver``: ``postgresql+psycopg2``)."""
+
+
+def check_storage(url: str) -> str:
+    """`url` if it reads as an Optuna storage URL (``sqlite:///study.db`` or a database server's
+    ``postgresql://user:password@host/db``) whose sqlite folder exists; else a one-line `ValueError`."""
+    import os
+    import re
+
+    match = re.fullmatch(r"([a-z]+)(\+\w+)?://(.*)", url)
+    if match is None or match.group(1) not in STORAGE_SCHEMES:
+        raise ValueError(f"--storage: expected a database URL such as sqlite:///study.db or "
+                         f"postgresql://user:password@host/db ({', '.join(STORAGE_SCHEMES)}), got {url!r}")
+    if match.group(1) == "sqlite":
+        if not match.group(3).startswith("/") or match.group(3) in ("/", "/:memory:"):
+            raise ValueError(f"--storage: a shared sqlite study is a file, sqlite:///FILE (relative) or "
+                             f"sqlite:////ABSOLUTE/FILE, got {url!r}")
+        folder = os.path.dirname(match.group(3)[1:]) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"--storage {url}: the folder {folder!r} of the study file does not exist")
+    return url
+
+
+def check_spread(*, processes: int, trials: bool, storage: str | None, study_name: str | None,
+                 halving: bool, nested: bool) -> None:
+    """What a search or cross-validation over `processes` processes, or with a shared Optuna `storage`, cannot
+    do, refused in one line before anything starts (the command line calls it before torch loads)."""
+    if study_name is not None and storage is None:
+        raise ValueError("--study-name names a study in a shared --storage; expected --storage too")
+    if storage is not None:
+        if not trials:
+            raise ValueError("--storage shares the Optuna study of --trials; a --grid is spread over processes "
+                             "with --nproc")
+        if nested:
+            raise ValueError("--nested runs one search per outer fold, which one shared --storage study cannot "
+                             "hold; expected --nested or --storage")
+        check_storage(storage)
+    if processes > 1:
+        if halving:
+            raise ValueError("--halving with --nproc: successive halving ranks the candidates of one population, "
+                             "and each process would rank only its own chunk; expected one of them")
+        if trials and storage is None:
+            raise ValueError("--trials with --nproc needs --storage (e.g. sqlite:///study.db): the processes "
+                             "share the trials through Optuna's storage")

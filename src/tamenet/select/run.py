@@ -23,7 +23,9 @@ from .memory import memory_budget
 from .plots import plot_cv, plot_path
 from .search import best_index, candidate_recipe, parse_grid, run_search
 from .splits import MAX_SPLITS, kfold, make_folds
-from .trials import BATCH, PRUNERS, SAMPLERS, parse_space, run_trials
+from .options import check_spread
+from .ranks import Spread
+from .trials import BATCH, PRUNERS, SAMPLERS, open_storage, parse_space, redact, run_trials, study_rows
 
 
 class MetricsWriter(Listener):
@@ -34,6 +36,11 @@ class MetricsWriter(Listener):
 
     def epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         self.run_dir.log_epoch(record.rows)
+
+    def remote_rows(self, rows: list[dict]) -> None:
+        """The metrics rows of a chunk another rank trained (a distributed search), one epoch at a time."""
+        for epoch in sorted({row["epoch"] for row in rows}):
+            self.run_dir.log_epoch([row for row in rows if row["epoch"] == epoch])
 
 
 def refuse_in_folds(recipe: Recipe) -> None:
@@ -89,17 +96,23 @@ def cross_validate(
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     callbacks=None,
+    spread: Spread | None = None,
 ) -> dict[str, Any]:
-    """Cross-validate the recipe (every per-member list a candidate) with all folds trained as one population."""
+    """Cross-validate the recipe (every per-member list a candidate) with all folds trained as one population.
+
+    With `spread` (a distributed job, `ranks.py`) the population's chunks are shared out over the ranks; give
+    `out` on the main rank only (the others write nothing)."""
     started = time.perf_counter()
     memory_budget(max_memory)  # a malformed size fails before the run directory exists
+    check_spread(processes=spread.world_size if spread is not None else 1, trials=False, storage=None,
+                 study_name=None, halving=bool(halving), nested=False)
     recipe, pool, fold_list, run_dir = _start(recipe, overrides, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     writer = MetricsWriter(run_dir) if run_dir is not None else None
     trackers = _trackers(recipe, run_dir, len(fold_list))
     try:
         run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, max_memory=max_memory,
-                     callbacks=[*([writer] if writer else []), *trackers, *(callbacks or [])])
+                     callbacks=[*([writer] if writer else []), *trackers, *(callbacks or [])], spread=spread)
     except BaseException as err:
         if run_dir is not None:
             run_dir.finish("failed", message=f"{type(err).__name__}: {err}")
@@ -123,6 +136,8 @@ def cross_validate(
         "train_time_s": round(run.train_time, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    if spread is not None:
+        result["processes"] = spread.world_size
     if run_dir is not None:
         run_dir.write_json("cv.json", result)
         plot_cv(result, run_dir.path / "cv.png")
@@ -152,7 +167,7 @@ def _memory(runs: list[CVRun]) -> dict[str, Any]:
 
 
 def _nested(recipe: Recipe, pool: Pool, outer_k: int, choose, keys: list[str], *, scheme: str, folds: int, p: int,
-            max_splits: int, stop_share: float, max_memory) -> dict[str, Any]:
+            max_splits: int, stop_share: float, max_memory, spread: Spread | None = None) -> dict[str, Any]:
     """Nested cross-validation: per outer fold, the whole search on its training rows only, then the chosen
     candidate trained on those rows and scored once on the outer held-out rows (an unbiased estimate)."""
     metric = TASK_METRIC[pool.task]
@@ -166,7 +181,7 @@ def _nested(recipe: Recipe, pool: Pool, outer_k: int, choose, keys: list[str], *
         rows, _ = choose(inner, inner_folds)
         best = rows[best_index(rows, metric)]
         final = run_cv(candidate_recipe(recipe, best, keys), pool, [(train, held)], stop_share=stop_share,
-                       max_memory=max_memory)
+                       max_memory=max_memory, spread=spread)
         records.append({"outer_fold": i, "chosen": {k: best[k] for k in keys}, "inner_candidates": len(rows),
                         "inner_cv_mean": best[f"cv_{metric}_mean"], "inner_cv_std": best[f"cv_{metric}_std"],
                         "outer": {q: final.scores["scored"][q][0] for q in ("loss", metric)},
@@ -199,9 +214,18 @@ def search(
     out: str | Path | None = None,
     callbacks=None,
     max_memory: str | int | None = None,
+    spread: Spread | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> dict[str, Any]:
     """Grid search (`grid`) or Optuna trials (`trials` over `space`): every candidate cross-validated (numeric
-    values as members), the best refit and tested once; `nested` K adds a nested-CV estimate over K outer folds."""
+    values as members), the best refit and tested once; `nested` K adds a nested-CV estimate over K outer folds.
+
+    `storage` (an Optuna storage URL, with `study_name`) shares the trials' study with other processes and
+    machines: `trials` is then the study's total, and the table holds every finished trial of the study.
+    `spread` (a distributed job, `ranks.py`): a grid's chunks are shared out over the ranks (the result is the
+    one-process search's: docs/scaling.md says when bit for bit); trials need a `storage`, each rank running trials of the shared study. Give
+    `out` on the main rank only: it alone refits and writes."""
     from ..api import fit
 
     started = time.perf_counter()
@@ -214,6 +238,9 @@ def search(
         raise ValueError(f"--nested: expected at least 2 outer folds, got {nested}")
     if trials is None and space:
         raise ValueError("search: --space goes with --trials; a grid is given with --grid")
+    check_spread(processes=spread.world_size if spread is not None else 1,
+                 trials=trials is not None, storage=storage, study_name=study_name, halving=bool(halving),
+                 nested=nested is not None)
     memory_budget(max_memory)
     recipe = load_recipe(recipe, overrides)  # _start refuses what folds cannot do yet, before any file
     if trials is None:
@@ -227,6 +254,12 @@ def search(
         keys = [d.key for d in dims]
         lookup(SAMPLERS, sampler, "sampler")
         lookup(PRUNERS, pruner, "pruner")
+        if storage is not None:  # a URL Optuna cannot open fails before any file of the run is written
+            if spread is not None and not spread.is_main:
+                spread.barrier()  # the main rank creates the storage's tables first: two at once collide
+            open_storage(storage)
+            if spread is not None and spread.is_main:
+                spread.barrier()
     recipe, pool, fold_list, run_dir = _start(recipe, None, out, scheme=scheme, folds=folds, p=p,
                                               max_splits=max_splits)
     studies = []
@@ -236,11 +269,16 @@ def search(
     def choose(pool_: Pool, folds_: list) -> tuple[list[dict], list[CVRun]]:
         if trials is None:
             return run_search(recipe, axes, pool_, folds_, stop_share=stop_share, halving_eta=halving,
-                              callbacks=listeners, max_memory=max_memory)
+                              callbacks=listeners, max_memory=max_memory, spread=spread)
         rows_, runs_, study = run_trials(recipe, dims, pool_, folds_, trials=trials, batch=batch, sampler=sampler,
                                          pruner=pruner, seed=member_seeds(recipe)[0], stop_share=stop_share,
-                                         callbacks=listeners, max_memory=max_memory)
+                                         callbacks=listeners, max_memory=max_memory, storage=storage,
+                                         study_name=study_name, rank=spread.rank if spread is not None else 0)
         studies.append(study)
+        if storage is not None:  # the study's finished trials, this process's and the others'
+            if spread is not None:
+                spread.barrier()  # every rank's trials told before the main rank reads them
+            rows_ = study_rows(study, rows_)
         return rows_, runs_
 
     try:
@@ -254,7 +292,7 @@ def search(
             "metric": metric,
             "dataset": pool.name,
             "grid": {k: list(v) for k, v in axes.items()} if trials is None else None,
-            "sizes": _sizes(runs[0], pool),
+            "sizes": _sizes(runs[0], pool) if runs else None,
             "populations": len(runs),
             "members": sum(len(r.best_epoch) for r in runs),
             "memory": _memory(runs),
@@ -264,6 +302,8 @@ def search(
             "candidates": rows,
             "best": rows[best],
         }
+        if spread is not None:
+            result["processes"] = spread.world_size
         if trials is not None:
             result["trials"] = {"count": trials, "batch": batch, "sampler": sampler, "pruner": pruner,
                                 "seed": member_seeds(recipe)[0],
@@ -272,10 +312,15 @@ def search(
                                 "failed": sum(not math.isfinite(r[f"cv_{metric}_mean"]) for r in rows),
                                 "member_epochs": sum(sum(r.epochs) for r in runs),
                                 "member_epochs_without_pruning": len(rows) * len(fold_list) * recipe.train.epochs}
+            if storage is not None:  # the member-epochs are this process's; the table is the study's
+                own = sum(r["population"] is not None for r in rows)
+                result["trials"].update(storage=redact(storage), study=studies[0].study_name, this_process=own,
+                                        member_epochs_without_pruning=own * len(fold_list) * recipe.train.epochs)
         if nested is not None:
             result["nested"] = _nested(recipe, pool, nested, choose, keys, scheme=scheme, folds=folds, p=p,
-                                       max_splits=max_splits, stop_share=stop_share, max_memory=max_memory)
-        if refit:  # the best candidate on all the pool's rows (holdout for early stopping); the test split once
+                                       max_splits=max_splits, stop_share=stop_share, max_memory=max_memory,
+                                       spread=spread)
+        if refit and (spread is None or spread.is_main):  # the best candidate on all the pool's rows (holdout for early stopping); the test split once
             refit_out = run_dir.path / "refit" if run_dir is not None else None
             final = fit(candidate_recipe(recipe, rows[best], keys), out=refit_out)
             result["refit"] = {k: final.summary.get(k) for k in ("train", "val", "test", "best_epoch", "epochs_run")}

@@ -28,7 +28,7 @@ from ..config import Recipe, RecipeError, member_fields, per_member_values
 from ..registry import lookup
 from ..train import TASK_METRIC, EpochRecord, Trainer
 from .cv import CVRun, Pool, candidate_table, run_cv
-from .options import BATCH, PRUNERS, SAMPLERS  # noqa: F401  (also importable from here)
+from .options import BATCH, PRUNERS, SAMPLERS, STUDY_NAME  # noqa: F401  (also importable from here)
 from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recipe
 from .splits import Fold
 
@@ -108,16 +108,77 @@ def parse_space(items: list[str], recipe: Recipe) -> list[Dimension]:
     return dims
 
 
-def make_study(metric: str, *, sampler: str, pruner: str, seed: int, epochs: int) -> optuna.Study:
-    """An in-memory study that maximizes accuracy or minimizes RMSE, seeded for reproducible trials."""
+def make_study(metric: str, *, sampler: str, pruner: str, seed: int, epochs: int, storage: str | None = None,
+               study_name: str | None = None) -> optuna.Study:
+    """A study that maximizes accuracy or minimizes RMSE, seeded for reproducible trials: in memory, or in an
+    Optuna `storage` (``sqlite:///study.db``, a database server's URL) shared with every process that names it,
+    created by the first and loaded by the others (Optuna's own distributed mode)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        direction="maximize" if metric == "accuracy" else "minimize",
-        sampler=lookup(SAMPLERS, sampler, "sampler")(seed),
-        pruner=lookup(PRUNERS, pruner, "pruner")(epochs),
-    )
+    direction = "maximize" if metric == "accuracy" else "minimize"
+    shared = {}
+    if storage is not None:
+        shared = {"storage": open_storage(storage), "study_name": study_name or STUDY_NAME, "load_if_exists": True}
+    study = optuna.create_study(direction=direction, sampler=lookup(SAMPLERS, sampler, "sampler")(seed),
+                                pruner=lookup(PRUNERS, pruner, "pruner")(epochs), **shared)
+    if storage is not None and study.direction.name.lower() != direction:
+        raise StorageError(f"--study-name {study.study_name}: the stored study is to {study.direction.name.lower()}, "
+                           f"this search's {metric} is to {direction}; expected another --study-name")
+    return study
+
+
+ROW_ATTR = "tamenet_row"
+"""The user attribute in which every trial keeps its cross-validated row, so any process can rebuild the table."""
+
+
+class StorageError(RecipeError):
+    """An Optuna storage that cannot be opened or holds a study of another kind: one line, exit code 2."""
+
+
+def open_storage(url: str) -> Any:
+    """Optuna's storage of this URL (`optuna.storages.RDBStorage`, tables created on first use); a URL it
+    cannot open (malformed, a file it cannot write, a server that does not answer, a missing driver) -> one line."""
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as err:  # sqlalchemy's errors (ArgumentError, OperationalError) and ImportError, ValueError
+        if not (isinstance(err, (ImportError, ValueError, RuntimeError, OSError))
+                or type(err).__module__.startswith("sqlalchemy")):
+            raise
+        first = " ".join(str(err).split())[:200]
+        raise StorageError(f"--storage {redact(url)}: Optuna could not open it ({type(err).__name__}: {first})") from None
+
+
+def redact(url: str) -> str:
+    """`url` with its password (``scheme://user:PASSWORD@host``) replaced by ``***``, for messages and search.json."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def study_rows(study: optuna.Study, own: list[dict]) -> list[dict]:
+    """Every finished trial of a shared study as a row (its kept `ROW_ATTR`), by trial number; `own` rows (this
+    process's) keep their population index, the others' have ``population`` None. A trial still running in
+    another process, or one without a row, is left out."""
+    from optuna.trial import TrialState
+
+    mine = {row["trial"]: row for row in own}
+    rows = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        if trial.number in mine:
+            rows.append(mine[trial.number])
+        elif ROW_ATTR in trial.user_attrs:
+            rows.append({**trial.user_attrs[ROW_ATTR], "population": None})
+    rows.sort(key=lambda row: row["trial"])
+    for i, row in enumerate(rows):
+        row["candidate"] = i
+    return rows
+
+
+def _to_ask(study: optuna.Study, trials: int, batch: int, done: int, shared: bool) -> int:
+    """How many trials the next batch asks: up to `batch`, until the study (shared) or this run holds `trials`."""
+    held = len(study.get_trials(deepcopy=False)) if shared else done
+    return max(0, min(batch, trials - held))
 
 
 def ask_batch(study: optuna.Study, dims: list[Dimension], count: int) -> list[tuple[optuna.Trial, dict[str, Any]]]:
@@ -170,19 +231,35 @@ class TrialReporter:
 def run_trials(
     recipe: Recipe, dims: list[Dimension], pool: Pool, folds: list[Fold], *, trials: int, batch: int = BATCH,
     sampler: str = "tpe", pruner: str = "median", seed: int = 0, stop_share: float, callbacks=None,
-    max_memory: str | int | None = None,
+    max_memory: str | int | None = None, storage: str | None = None, study_name: str | None = None, rank: int = 0,
 ) -> tuple[list[dict], list[CVRun], optuna.Study]:
-    """Every trial's cross-validated scores, a batch at a time; one population per structural choice in a batch."""
+    """Every trial's cross-validated scores, a batch at a time; one population per structural choice in a batch.
+
+    With a shared `storage`, `trials` counts the study's trials: this process asks batches until the study
+    holds that many (with other processes asking too, each batch is asked one trial at a time, so together they
+    overshoot by at most one trial each in a race), and its sampler is seeded with `seed` + the trials already
+    there + 10007 * `rank`, so that two processes do not propose the same values. The rows returned are this
+    process's trials; `study_rows` adds the others'.
+    """
     from optuna.trial import TrialState
 
     if trials < 1 or batch < 1:
         raise ValueError(f"--trials and --batch: expected positive counts, got {trials} trials, batch {batch}")
     metric = TASK_METRIC[pool.task]
-    study = make_study(metric, sampler=sampler, pruner=pruner, seed=seed, epochs=recipe.train.epochs)
+    study = make_study(metric, sampler=sampler, pruner=pruner, seed=seed, epochs=recipe.train.epochs,
+                       storage=storage, study_name=study_name)
+    shared = storage is not None
+    if shared:
+        study.sampler = lookup(SAMPLERS, sampler, "sampler")(seed + len(study.get_trials(deepcopy=False)) + 10007 * rank)
     rows: list[dict] = []
     runs: list[CVRun] = []
-    while len(rows) < trials:
-        asked = ask_batch(study, dims, min(batch, trials - len(rows)))
+    while (count := _to_ask(study, trials, batch, len(rows), shared)) > 0:
+        if shared:  # one at a time, each after a look at the study: another process may be asking too
+            asked = []
+            while len(asked) < count and len(study.get_trials(deepcopy=False)) < trials:
+                asked.extend(ask_batch(study, dims, 1))
+        else:
+            asked = ask_batch(study, dims, count)
         groups: dict[str, list[int]] = {}
         for i, (_, values) in enumerate(asked):
             structure = {d.key: values[d.key] for d in dims if not d.numeric}
@@ -205,6 +282,8 @@ def run_trials(
         for i, (trial, _) in enumerate(asked):
             row = batch_rows[i]
             value = row[f"cv_{metric}_mean"]
+            if shared:  # any process can rebuild the table from the study
+                trial.set_user_attr(ROW_ATTR, {k: v for k, v in row.items() if k != "population"})
             if row["pruned"]:
                 study.tell(trial, state=TrialState.PRUNED)
             elif not math.isfinite(value):
