@@ -57,15 +57,6 @@ def augment_population_size(cfg: Any) -> int:
     return sizes.pop() if sizes else 1
 
 
-def augments_text_or_audio(recipe: Any) -> bool:
-    """Whether the recipe's `augment.text` or `augment.audio` turns any operation on for some member."""
-    def on(cfg: Any, names: tuple[str, ...]) -> bool:
-        values = [getattr(cfg, n) for n in names]
-        return any(max(v) > 0 if isinstance(v, list) else v > 0 for v in values)
-
-    return on(recipe.augment.text, TEXT_STRENGTHS) or on(recipe.augment.audio, tuple(n for n in AUDIO_STRENGTHS if n != "p"))
-
-
 TEXT_DATA = ("text", "sentiment")
 """The data sets whose rows are strings (``augment.text`` applies)."""
 AUDIO_DATA = ("audio",)

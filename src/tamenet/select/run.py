@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from ..config import Recipe, RecipeError, to_dict
-from ..augment.config_text_audio import augments_text_or_audio
 from ..compress.distillation import refuse_in_cross_validation
 from ..compress.transfer_step import refuse_transfer_in_cross_validation
 from ..recipes import load_recipe
@@ -37,13 +36,10 @@ class MetricsWriter(Listener):
 
 
 def refuse_in_folds(recipe: Recipe) -> None:
-    """What cross-validation and search cannot do yet, refused by name: a teacher or a source run (they may have
-    seen the scored rows) and text or audio augmentation (the folds would train on clean rows)."""
+    """What cross-validation and search cannot do, refused by name: a teacher or a source run (they may have
+    seen the scored rows). Text and audio augmentation train in the folds (`modal_folds`)."""
     refuse_in_cross_validation(recipe)
     refuse_transfer_in_cross_validation(recipe)
-    if augments_text_or_audio(recipe):
-        raise RecipeError("augment.text / augment.audio: cross-validation and search do not apply text or audio "
-                          "augmentation yet (the folds would train on clean rows); expected none of their operations")
 
 
 def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):

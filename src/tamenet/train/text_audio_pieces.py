@@ -27,6 +27,7 @@ from torch import nn
 from ..augment.audio import AUDIO_OPS, UNIFORMS, augment_waves
 from ..augment.config_text_audio import AUDIO_STRENGTHS, TEXT_STRENGTHS
 from ..augment.text import augment_texts
+from ..data.audio import LogMel
 from ..models.base import Population
 from ..nn import mix_seed
 
@@ -180,3 +181,11 @@ class FrontEnd(Population):
 
     def param_roles(self):
         return self.body.param_roles()
+
+
+class MemberLogMel(LogMel):
+    """`LogMel` whose standardization is per member: `mean` and `std` [M, 1, F] (cross-validation: each member's
+    fold's training rows). Waveforms [M, B, L] or shared [B, L] -> features [M, B, F]. The two are member
+    buffers, so compaction and the best-weight snapshot keep each member's own."""
+
+    member_buffers = ("mean", "std")
