@@ -7,7 +7,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from scipy.io import wavfile
 
 from tamenet.api import fit

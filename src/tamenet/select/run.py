@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Recipe, RecipeError, to_dict
+from ..config import Recipe, to_dict
 from ..compress.distillation import refuse_in_cross_validation
 from ..compress.transfer_step import refuse_transfer_in_cross_validation
 from ..recipes import load_recipe

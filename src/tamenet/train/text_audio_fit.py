@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..augment.config_text_audio import AUDIO_DATA, AUDIO_STRENGTHS, TEXT_DATA, TEXT_STRENGTHS, member_strengths
+from ..augment.config_text_audio import AUDIO_STRENGTHS, TEXT_STRENGTHS, member_strengths
 from ..config import Recipe, to_dict
 from ..data import SplitData
 from ..data.datasets import fingerprint
