@@ -144,3 +144,43 @@ def test_search_grid_over_a_text_strength_from_the_command_line(tmp_path, capsys
     result = json.loads((tmp_path / "s" / "search.json").read_text())
     assert [c["augment.text.word_delete"] for c in result["candidates"]] == [0.0, 0.2]
     assert (tmp_path / "s" / "refit" / "model.pt").is_file()
+
+
+def _grouped_csv(path, *, sep=","):
+    """60 rows, 2 features, label from the first; 10 groups 'p0'..'p9' of 6 rows each."""
+    rng = np.random.default_rng(0)
+    lines = [sep.join(["a", "b", "patient", "y"])]
+    for i in range(60):
+        a, b = rng.normal(size=2)
+        lines.append(sep.join([f"{a:.4f}", f"{b:.4f}", f"p{i // 6}", str(int(a > 0))]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "rows.tsv"])
+def test_csv_groups_keep_every_group_on_one_side_of_holdout_and_cv(tmp_path, name):
+    from tamenet.data import assign_rows
+    from tamenet.config import DataConfig
+    from tamenet.recipes import load_recipe
+    from tamenet.select.cv import make_pool
+    from tamenet.select.splits import make_folds
+
+    path = _grouped_csv(tmp_path / name, sep="\t" if name.endswith(".tsv") else ",")
+    cfg = {"name": "csv", "path": str(path), "target": "y", "groups": "patient", "val": 0.2, "test": 0.2}
+    data, parts = assign_rows(DataConfig(**cfg))
+    assert data.X.shape == (60, 2) and data.feature_names == ("a", "b")  # the group column is no feature
+    sides = [set(data.groups[p]) for p in (parts.train, parts.val, parts.test)]
+    assert all(s for s in sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    pool = make_pool(load_recipe({"data": cfg}))
+    for train, scored in make_folds("kfold", pool.y, folds=4, seed=0, groups=pool.groups):
+        assert not set(pool.groups[train]) & set(pool.groups[scored])
+
+
+def test_a_missing_csv_group_column_is_one_line_listing_the_columns(tmp_path, capsys):
+    path = _grouped_csv(tmp_path / "rows.csv")
+    code = main(["train", "--set", "data.name=csv", "--set", f"data.path={path}", "--set", "data.target=y",
+                 "--set", "data.groups=speaker", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "data.groups 'speaker' is no column" in err[0] and "columns are: a, b, patient, y" in err[0]
+    assert not (tmp_path / "run").exists()
