@@ -37,9 +37,13 @@ class MetricsWriter(Listener):
 
 def refuse_in_folds(recipe: Recipe) -> None:
     """What cross-validation and search cannot do, refused by name: a teacher or a source run (they may have
-    seen the scored rows). Text and audio augmentation train in the folds (`modal_folds`)."""
+    seen the scored rows); a text or audio operation on data of another kind. Text and audio augmentation train in
+    the folds (`modal_folds`)."""
+    from ..augment.config_text_audio import modal_augmentation
+
     refuse_in_cross_validation(recipe)
     refuse_transfer_in_cross_validation(recipe)
+    modal_augmentation(recipe)
 
 
 def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
@@ -217,7 +221,7 @@ def search(
         keys = list(axes)
         for key, values in axes.items():  # a key or value the recipe refuses, before any file is written
             for value in values:
-                candidate_recipe(recipe, {key: value}, {key: [value]})
+                refuse_in_folds(candidate_recipe(recipe, {key: value}, {key: [value]}))
     else:
         dims = parse_space(space or [], recipe)
         keys = [d.key for d in dims]
