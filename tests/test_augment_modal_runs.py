@@ -184,3 +184,51 @@ def test_a_missing_csv_group_column_is_one_line_listing_the_columns(tmp_path, ca
     assert code == 2 and len(err) == 1
     assert "data.groups 'speaker' is no column" in err[0] and "columns are: a, b, patient, y" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_audio_preview_draws_spectrograms_of_the_recipes_wavs_or_a_tone(wav_dir, tmp_path, capsys, monkeypatch):
+    import tamenet.augment.audio as audio
+
+    drawn = []
+    real = audio.preview_audio
+    monkeypatch.setattr(audio, "preview_audio", lambda *a, **k: drawn.append((a, k)) or real(*a, **k))
+    assert main(["preview", "--modality", "audio", "--set", "augment.audio.pitch=2", "--examples", "2",
+                 "--copies", "2", "--out", str(tmp_path / "tone.png")]) == 0
+    assert "synthetic tones" in capsys.readouterr().out and (tmp_path / "tone.png").stat().st_size > 1000
+    assert main(["preview", "--modality", "audio", "--set", "data.name=audio", "--set", f"data.path={wav_dir}",
+                 "--set", "data.seconds=0.25", "--set", "augment.audio.noise=10", "--examples", "3", "--copies", "1",
+                 "--out", str(tmp_path / "wav.png")]) == 0
+    assert "3 recordings" in capsys.readouterr().out and (tmp_path / "wav.png").is_file()
+    (waves, rate, cfg), _ = drawn[1]
+    assert rate == RATE and waves.shape == (3, RATE // 4) and cfg.noise == 10.0
+
+
+def test_image_preview_mixes_the_copies_and_titles_them_with_the_label_weights(tmp_path, capsys, monkeypatch):
+    import tamenet.cli_preview as preview
+
+    captions = []
+    real = preview.draw_grid
+    monkeypatch.setattr(preview, "draw_grid", lambda grid, path, **k: captions.append((grid, k)) or real(grid, path, **k))
+    assert main(["preview", "--set", "augment.mix.kind=mixup", "--set", "augment.mix.alpha=1.0", "--examples", "4",
+                 "--copies", "3", "--out", str(tmp_path / "mix.png")]) == 0
+    grid, kw = captions[0]
+    assert kw["captions"][0][0] == "original" and len(kw["captions"]) == 4
+    mixed = 0
+    for r, row in enumerate(kw["captions"]):  # no image transform is on: a copy differs from its original by mixing
+        for c, cell in enumerate(row[1:], 1):
+            words = cell.split()
+            if "+" not in cell:  # lam ~ 1: its own image
+                assert torch_close(grid[r, c], grid[r, 0], atol=0.1), (r, c, cell)
+            elif words[1] != words[4]:  # mixed with an image of another class (a partner may be itself)
+                assert not torch_close(grid[r, c], grid[r, 0], atol=1e-6), (r, c, cell)
+                mixed += 1
+    assert mixed >= 3
+    assert main(["preview", "--photos", "--size", "24", "--set", "augment.mix.kind=cutmix", "--examples", "2",
+                 "--copies", "1", "--out", str(tmp_path / "cut.png")]) == 0
+    assert "then cutmix" in capsys.readouterr().out
+
+
+def torch_close(a, b, *, atol: float) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b, rtol=0.0, atol=atol))
