@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from scipy.io import wavfile
 
 from tamenet.api import fit
@@ -60,6 +61,14 @@ def test_train_with_text_augmentation_writes_a_run_that_evaluates_and_resumes_ex
     again = evaluate_run(tmp_path / "run")  # the saved model on the recipe's clean features, as the summary says
     for m, member in enumerate(short.summary["per_member"]):
         assert again["val"]["loss"][m] == pytest.approx(member["val"]["loss"], rel=1e-6)
+    from tamenet.train.text_audio_fit import text_rows  # predict on new strings with the saved vocabulary
+
+    trained = load_run(tmp_path / "run")
+    texts = ["The food was great. It felt nice!", "The film was awful. It felt dull!"]
+    probs = trained.predict(text_rows(trained.preprocessing, texts), member=0)["probabilities"]
+    features = torch.from_numpy(short.data.scaler.transform(text_rows(trained.preprocessing, texts))).float()
+    short.model.eval()
+    assert probs == pytest.approx(torch.softmax(short.model(features), -1)[0].detach().numpy(), abs=1e-6)
     resumed = fit(resume=tmp_path / "run", overrides=["train.epochs=3"])
     straight = fit(recipe)
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in straight.history],

@@ -236,3 +236,17 @@ def _audio_run(recipe: Recipe, *, train_per_class) -> ModalRun:
     return ModalRun(split, model, rows, audio_piece(recipe, clips, model.members))
 
 
+
+
+def text_rows(preprocessing: dict, texts: list[str]) -> np.ndarray:
+    """New strings as the raw (unscaled) rows a text run's model takes: log(1 + count) of each word of the run's
+    training vocabulary (its saved feature names), for `TrainedModel.predict` (which applies the saved scaler).
+    Words the training rows did not hold count for nothing."""
+    words = preprocessing.get("feature_names")
+    if not isinstance(words, list) or len(words) != int(preprocessing["n_features"]):
+        raise ValueError("text_rows: expected a text run's preprocessing (one vocabulary word per feature), got "
+                         f"{len(words) if isinstance(words, list) else 'no'} names for {preprocessing['n_features']} "
+                         "features")
+    if isinstance(texts, str):
+        raise TypeError("text_rows: expected a list of strings, got one string")
+    return text_featurizer(tuple(words), None)(list(texts))
