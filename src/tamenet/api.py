@@ -279,8 +279,9 @@ def fit(
     if modal is not None:
         from .train.text_audio_fit import modal_run
 
-        setup = modal_run(recipe, modal, translator=translator, synonyms=synonyms, train_per_class=train_per_class)
-        data, model, modal_rows = setup.data, setup.model, setup.rows
+        modal_setup = modal_run(recipe, modal, translator=translator, synonyms=synonyms,
+                                train_per_class=train_per_class)
+        data, model, modal_rows = modal_setup.data, modal_setup.model, modal_setup.rows
     else:
         data = prepare(recipe.data, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)
     if ensemble is not None and not len(data.X_val):
@@ -299,7 +300,7 @@ def fit(
     trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)
     attach_transfer(trainer, transfer)
     if modal is not None:
-        setup.attach(trainer)  # the text or audio augmentation piece (training rows only)
+        modal_setup.attach(trainer)  # the text or audio augmentation piece (training rows only)
     attach_teacher(trainer, recipe, data)  # H3: the teacher's logits, checked against this run's data and split
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
