@@ -159,13 +159,14 @@ def fold_rows(
     y_dtype = torch.int64 if pool.task == "classification" else torch.float32
     fold_of = [m % k for m in members]
     copy = {f: i for i, f in enumerate(used)}
+    one_copy = pool.audio is not None  # unscaled waveforms: every fold reads one copy (its front end standardizes)
     stop, stop_w = _padded([stops[f] for f in fold_of])
     scored, scored_w = _padded([folds[f][1] for f in fold_of])
     data = MemberData(
         task=pool.task,
-        X=torch.from_numpy(np.stack(xs).astype(np.float32)),
-        y=torch.from_numpy(np.stack(ys)).to(y_dtype),
-        fold=torch.tensor([copy[f] for f in fold_of]),
+        X=torch.from_numpy(np.stack(xs[:1] if one_copy else xs).astype(np.float32)),
+        y=torch.from_numpy(np.stack(ys[:1] if one_copy else ys)).to(y_dtype),
+        fold=torch.tensor([0 if one_copy else copy[f] for f in fold_of]),
         train=torch.from_numpy(np.stack([fits[f] for f in fold_of])),
         val=stop,
         val_weight=stop_w,
