@@ -134,7 +134,9 @@ def test_audio_search_over_pitch_trains_the_strengths_as_members_and_equals_a_se
     recipe = {"data": {"name": "audio", "path": str(wav_dir), "groups": "speaker", "test": 0.0, "seconds": 0.25},
               "model": {"widths": [8]}, "train": {"epochs": 2, "batch_size": 4, "device": "cpu"}, "track": QUIET,
               "augment": {"audio": {"p": 1.0}}, "seed": 1}
-    both = cross_validate({**recipe, "augment": {"audio": {"p": 1.0, "pitch": [0.0, 2.0]}}}, scheme="logo")
+    from tamenet.select import search
+
+    both = search(recipe, grid={"augment.audio.pitch": [0.0, 2.0]}, scheme="logo", refit=False)  # pool of waveforms
     alone = cross_validate({**recipe, "augment": {"audio": {"p": 1.0, "pitch": 2.0}}}, scheme="logo")
     assert both["folds"] == 3 and both["members"] == 6
     assert both["candidates"][1]["cv_loss_folds"] == pytest.approx(alone["candidates"][0]["cv_loss_folds"], rel=1e-5)

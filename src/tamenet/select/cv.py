@@ -55,8 +55,12 @@ class Pool:
         return dataclasses.replace(self, X=self.X[rows], y=self.y[rows], groups=groups, texts=texts, audio=audio)
 
 
-def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
+def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None,
+              waveforms: bool = False) -> Pool:
     """Load the recipe's data and set its test split aside; the rest is the pool that folds split.
+
+    An audio pool holds waveforms (and its clean log-mel features beside them) when the recipe's
+    ``augment.audio`` is on or `waveforms` says some candidate's will be (a search over its strengths).
 
     With a predefined split (``data.split``) the pool is the rows marked train or val and the rows
     marked test stay aside, for the refit's one test; with ``data.test: 0`` nothing is set aside.
@@ -71,7 +75,8 @@ def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | No
         texts = [data.raw.texts[i] for i in rows]
         data = data.featurize(rows)  # only its width is used: the pool's vocabulary bounds every fold's
         X_pool = np.zeros((len(rows), data.X.shape[1]), dtype=np.float32)
-    elif modal_augmentation(recipe) == "audio":  # waveforms; the log-mel front end is in the model
+    elif data.raw is not None and hasattr(data.raw, "waves") and (waveforms or modal_augmentation(recipe) == "audio"):
+        # waveforms; the log-mel front end is in the model
         from .modal_folds import AudioPool
 
         audio = AudioPool(data.X[rows], data.raw.rate, data.raw)

@@ -46,11 +46,11 @@ def refuse_in_folds(recipe: Recipe) -> None:
     modal_augmentation(recipe)
 
 
-def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
+def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int, keys: list[str] = ()):
     """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
     recipe = load_recipe(source, overrides)
     refuse_in_folds(recipe)
-    pool = make_pool(recipe)
+    pool = make_pool(recipe, waveforms=any(k.startswith("augment.audio.") for k in keys))  # searched strengths
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
                            stratify=stratify, p=p, max_splits=max_splits, groups=pool.groups)
@@ -228,7 +228,7 @@ def search(
         lookup(SAMPLERS, sampler, "sampler")
         lookup(PRUNERS, pruner, "pruner")
     recipe, pool, fold_list, run_dir = _start(recipe, None, out, scheme=scheme, folds=folds, p=p,
-                                              max_splits=max_splits)
+                                              max_splits=max_splits, keys=keys)
     studies = []
     trackers = _trackers(recipe, run_dir, len(fold_list))  # every population, chunk and trial batch a segment
     listeners = [*trackers, *(callbacks or [])]
