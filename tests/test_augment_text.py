@@ -148,7 +148,7 @@ def test_population_member_equals_its_separate_run(tmp_path):
     assert first != [r["train_loss"] for r in pair]
 
 
-def test_the_recipe_section_holds_text_and_audio_strengths_as_member_axes_and_fit_says_where_they_train():
+def test_the_recipe_section_holds_text_and_audio_strengths_as_member_axes_and_fit_refuses_them_on_other_data():
     from tamenet.api import fit
     from tamenet.config import Recipe, RecipeError, member_fields, parse
     from tamenet.select.search import split_grid
@@ -160,5 +160,5 @@ def test_the_recipe_section_holds_text_and_audio_strengths_as_member_axes_and_fi
     assert structures == [{}] and len(numbers) == 3
     with pytest.raises(RecipeError, match="augment.text.word_delete: expected a value <= 1.0"):
         parse(Recipe, {"augment": {"text": {"word_delete": 1.5}}})
-    with pytest.raises(RecipeError, match="fit_augmented"):
+    with pytest.raises(RecipeError, match="augment.text: text operations need text data .* got data set 'digits'"):
         fit({"augment": {"text": {"word_delete": 0.2}}})

@@ -314,7 +314,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("augment-rotate-range", ["train", R, "--set", "augment.image.rotate=200"], ["augment.image.rotate", "200"]),
     ("augment-mix-kind", ["train", R, "--set", "augment.mix.kind=blend"], ["augment.mix.kind", "blend", "mixup"]),
     ("augment-image-on-rows", ["train", R, "--set", "augment.image.rotate=10"], ["augment.image", "no image shape"]),
-    ("augment-text-in-train", ["train", R, "--set", "augment.text.word_delete=0.5"], ["augment.text", "fit_augmented"]),
+    ("augment-text-in-train", ["train", R, "--set", "augment.text.word_delete=0.5"],
+     ["augment.text", "text operations need text data", "moons"]),
     ("audio-folder-missing", ["train", "--set", "data.name=audio", "--set", "data.path=nowhere"],
      ["data.path", "WAV", "nowhere"]),
     ("text-file-kind", ["train", "--set", "data.name=text", "--set", "data.path=a-file"], ["data.path", ".tsv"]),
@@ -413,6 +414,21 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("search-storage-driver", ["search", R, "--trials", "2", "--space", "train.lr=0.01:0.1", "--storage",
                                "mysql://me:secret@localhost/db"], ["--storage mysql://me:***@localhost/db",
                                                                    "could not open", "ImportError"]),
+    # text and audio augmentation through train / cv / search, and CSV group columns (issue 10)
+    ("augment-text-on-images", ["train", "--set", "data.name=digits", "--set", "augment.text.synonym=0.2"],
+     ["augment.text", "text data", "'digits'"]),
+    ("augment-audio-in-train", ["train", R, "--set", "augment.audio.pitch=2"],
+     ["augment.audio", "audio operations need audio data", "moons"]),
+    ("augment-audio-in-search", ["search", R, "--grid", "augment.audio.pitch=0,1"],
+     ["augment.audio", "audio data", "moons"]),
+    ("augment-text-in-cv", ["cv", R, "--set", "augment.text.word_delete=0.1"], ["augment.text", "text data"]),
+    ("augment-audio-pitch-range", ["train", "--set", "data.name=audio", "--set", "data.path=nowhere", "--set",
+                                   "augment.audio.pitch=13"], ["augment.audio.pitch", "<= 12.0", "13"]),
+    ("csv-groups-missing", ["train", "--set", "data.name=csv", "--set", "data.path=table.csv", "--set",
+                            "data.target=y", "--set", "data.groups=patient"],
+     ["data.groups 'patient'", "columns are: a, b, y"]),
+    ("csv-groups-is-target", ["cv", "--set", "data.name=csv", "--set", "data.path=table.csv", "--set",
+                              "data.target=y", "--set", "data.groups=y"], ["data.groups 'y'", "target"]),
 ]
 
 

@@ -181,4 +181,6 @@ def test_audio_population_member_equals_its_separate_run(wav_dir):
 
     loss, _ = evaluate(alone.model, alone.data.X_val, alone.data.y_val, "classification")
     assert float(loss[0]) == pytest.approx(alone.history[alone.summary["best_epoch"] - 1]["val_loss"], rel=1e-5)
-    assert torch.is_tensor(alone.data.X_val) and alone.data.X_val.shape[1] == 1000
+    # what the run keeps is the body over the plain path's standardized log-mel features (32 mel bands x frames)
+    assert torch.is_tensor(alone.data.X_val) and alone.data.X_val.shape[1] == alone.data.n_features
+    assert alone.data.n_features % 32 == 0 and alone.data.image_shape[1] == 32

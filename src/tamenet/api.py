@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .augment.config_text_audio import augments_text_or_audio
+from .augment.config_text_audio import modal_augmentation
 from .checkpoints import CHECKPOINT_FORMAT, CheckpointMissingError, load_checkpoint
 from .compress.distillation import attach_teacher
 from .compress.transfer_step import apply_transfer, attach_transfer
@@ -50,8 +50,25 @@ class TrainResult:
     run_dir: Path | None
 
 
+def served(model: Population) -> Population:
+    """The model a run saves and evaluates: an audio `FrontEnd`'s body (it takes the standardized log-mel features
+    that `data.preprocessing()` describes), else the model itself."""
+    from .train.text_audio_pieces import FrontEnd
+
+    return model.body if isinstance(model, FrontEnd) else model
+
+
+def served_state(model: Population, state: dict) -> dict:
+    """`state` (of `model`) as the state dict of `served(model)`: a front end's buffers left out."""
+    if served(model) is model:
+        return state
+    return {k[len("body."):]: v for k, v in state.items() if k.startswith("body.")}
+
+
 def checkpoint_payload(model: Population, recipe: Recipe, data: SplitData, *, state: dict | None = None, epoch: int) -> dict:
     """What `model.pt` holds: enough to rebuild, reload and apply the model with its preprocessing."""
+    state = served_state(model, state if state is not None else model.state_dict())
+    model = served(model)
     return {
         "format": CHECKPOINT_FORMAT,
         "tamenet_version": __version__,
@@ -61,7 +78,7 @@ def checkpoint_payload(model: Population, recipe: Recipe, data: SplitData, *, st
         "n_out": data.n_outputs,
         "members": model.members,
         "epoch": epoch,
-        "state_dict": state if state is not None else model.state_dict(),
+        "state_dict": state,
     }
 
 
@@ -119,7 +136,8 @@ def summarize(trainer: Trainer, state: LoopState, data: SplitData, *, wall_time:
         splits["val"] = (data.X_val, data.y_val)
     if len(data.X_test):
         splits["test"] = (data.X_test, data.y_test)  # the test split is touched here only, once
-    scores = {name: evaluate(trainer.model, X, y, task, target_std=std) for name, (X, y) in splits.items()}
+    model = served(trainer.model)  # audio: the body over the standardized log-mel features `data` holds
+    scores = {name: evaluate(model, X, y, task, target_std=std) for name, (X, y) in splits.items()}
     hyper_rows = member_table(trainer.recipe)
     members = []
     for m in range(trainer.members):
@@ -212,6 +230,9 @@ def fit(
     ensemble: int | None = None,
     keep_last: bool = True,
     setup: Callable[[Population, SplitData], None] | None = None,
+    translator: Any = None,
+    synonyms: dict[str, tuple[str, ...]] | None = None,
+    train_per_class: int | None = None,
 ) -> TrainResult:
     """Train the population a recipe describes (the default job when None) and summarize it.
 
@@ -226,6 +247,12 @@ def fit(
     optimizer state together) once the run has finished; an interrupted or failed run always keeps it.
     `setup(model, data)` is called on the built model (after `train.init_from`) before training: it may load
     starting weights and pruning masks (the rounds of `compress.lottery.iterative_pruning`).
+
+    Text and audio augmentation (``augment.text`` / ``augment.audio``, `tamenet.train.text_audio_fit`) train in
+    this same loop: `translator` is the back-translation paraphraser (`tamenet.augment.text.BackTranslator` or any
+    ``str -> str``), `synonyms` a word -> synonyms map replacing the built-in one, and `train_per_class` keeps at
+    most that many training rows of each class (drawn with ``data.seed``; text and audio data only, for the
+    small-training-set studies).
     """
     started = time.perf_counter()
     saved = None
@@ -238,33 +265,52 @@ def fit(
         recipe = load_recipe(ensemble_recipe(recipe, ensemble))
         if module is not None and ensemble != 1:
             raise ValueError(f"ensemble: a user's module trains as a population of one, got ensemble={ensemble!r}")
-    if augments_text_or_audio(recipe):
-        raise RecipeError("augment.text / augment.audio: text and audio augmentation trains through "
-                          "tamenet.train.text_audio_fit.fit_augmented(recipe) in this version (no run directory, not "
-                          "yet `tamenet train`); expected no text or audio operations here")
+    modal = modal_augmentation(recipe)  # "text" / "audio" when their augmentation is on (refused on other data)
+    if modal is None and (translator is not None or synonyms is not None or train_per_class is not None):
+        raise ValueError("translator / synonyms / train_per_class: expected text or audio augmentation "
+                         "(augment.text / augment.audio) in the recipe, got none")
+    if modal is not None:
+        given = [name for name, value in (("X", X), ("X_val", X_val), ("X_test", X_test), ("module", module))
+                 if value is not None]
+        if given:
+            raise ValueError(f"augment.{modal}: {modal} augmentation trains on the recipe's data set and model, "
+                             f"got {', '.join(given)}; expected data.name text, sentiment or audio instead")
+        if modal == "audio" and (recipe.train.init_from is not None or recipe.distill.active):
+            raise RecipeError("augment.audio: a model over waveforms takes no source run or teacher here; expected "
+                              "train.init_from and distill.teacher unset with audio augmentation")
     parallel = start_data_parallel(resolve_device(recipe.train.device))  # under torchrun: join the other ranks
     if parallel is not None and not parallel.ranks.is_main:
         out = None  # only rank 0 writes the run directory (and reports to the trackers)
     seeds = member_seeds(recipe)
     torch.manual_seed(seeds[0])
-    data = prepare(recipe.data, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)
+    modal_rows = None
+    if modal is not None:
+        from .train.text_audio_fit import modal_run
+
+        modal_setup = modal_run(recipe, modal, translator=translator, synonyms=synonyms,
+                                train_per_class=train_per_class)
+        data, model, modal_rows = modal_setup.data, modal_setup.model, modal_setup.rows
+    else:
+        data = prepare(recipe.data, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test)
     if ensemble is not None and not len(data.X_val):
         raise ValueError("ensemble: the ensemble summary compares the members on the validation rows, and this "
                          "split has none (data.val: 0, or no 'val' part given); expected validation rows, or train the "
                          "seeds as a population (seed: [0, 1, ...]) without ensemble")
     if module is not None:
         model: Population = Wrapped(module, seed=seeds[0])
-    else:
+    elif modal is None:
         model = build_model(recipe.model, n_in=data.n_features, n_out=data.n_outputs, seeds=seeds,
                             input_shape=data.image_shape, prune=recipe.prune,
                             quantize=recipe.quantize)
     transfer = apply_transfer(model, recipe, data)  # H4: a resumed run's weights then come from its checkpoint
     if setup is not None:
         setup(model, data)
-    rows = MemberData.from_split(data, model.members)
+    rows = modal_rows if modal_rows is not None else MemberData.from_split(data, model.members)
     # built before the run directory: a layer name the model lacks is refused before any file is written
     trainer = Trainer(model, rows, recipe, callbacks=callbacks, keep_resume_state=out is not None)
     attach_transfer(trainer, transfer)
+    if modal is not None:
+        modal_setup.attach(trainer)  # the text or audio augmentation piece (training rows only)
     attach_teacher(trainer, recipe, data)  # H3: the teacher's logits, checked against this run's data and split
     run = RunDir(out, tensorboard=recipe.track.tensorboard, exist_ok=saved is not None) if out is not None else None
     writer = RunWriter(run, data) if run is not None else None
@@ -289,7 +335,7 @@ def fit(
         state = trainer.run()
         summary = summarize(trainer, state, data, wall_time=time.perf_counter() - started)
         if ensemble is not None:
-            summary["ensemble"] = summarize_ensemble(model, data, summary.get("per_member", [summary]), seeds)
+            summary["ensemble"] = summarize_ensemble(served(model), data, summary.get("per_member", [summary]), seeds)
     except BaseException as err:
         if run is not None:
             writer.save(trainer)
@@ -300,8 +346,8 @@ def fit(
     if run is not None:
         _finish_run(run, writer, trainer, state, summary, keep_last=keep_last)
         for tracker in trackers:  # once the run directory is complete
-            tracker.finish(run.path, summary, TrainedModel(model, recipe, data.preprocessing(), run.path))
-    return TrainResult(model, recipe, data, trainer.history, summary, run.path if run else None)
+            tracker.finish(run.path, summary, TrainedModel(served(model), recipe, data.preprocessing(), run.path))
+    return TrainResult(served(model), recipe, data, trainer.history, summary, run.path if run else None)
 
 
 def resume_folder(path: str | Path) -> Path:

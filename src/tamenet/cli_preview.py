@@ -1,7 +1,10 @@
 """`tamenet preview [RECIPE] --out grid.png`: what the recipe's augmentation does, before training on it.
 
 A grid of examples: each row one original image and `--copies` augmented versions of it (successive steps of one
-member's random stream, the same code path as training). Images come from the recipe's data set (viewed through
+member's random stream, the same code path as training); with ``augment.mix`` (mixup / cutmix) each copy is then
+mixed with a partner image of the grid, as the training step does, and its title gives the label weights.
+Audio (`--modality audio`): log-mel spectrograms of recordings of the recipe's WAV folder (a synthetic tone when
+the recipe's data is no audio) and of their augmented versions. Images come from the recipe's data set (viewed through
 `model.input_shape` or its image shape, transformed in the standardized units training uses, drawn back in the
 data's own units) or, with `--photos`, from scikit-learn's bundled colour photographs (`load_sample_images`,
 RGB in [0, 1], down-sampled to `--size` pixels high). Other modalities plug in through `PREVIEWS`: a function
@@ -17,7 +20,7 @@ from typing import Any, Callable
 PREVIEWS: dict[str, str] = {
     "image": "tamenet.cli_preview:preview_images",
     "text": "tamenet.cli_preview:preview_texts",
-    # "audio": "tamenet.augment.audio:preview_command",   (a modality adds one line)
+    "audio": "tamenet.cli_preview:preview_waves",
 }
 """Modality -> 'module:function' drawing its preview, `(recipe, args) -> str`."""
 
@@ -85,7 +88,9 @@ def preview_images(recipe, args: argparse.Namespace) -> str:
     seed = recipe.seed[0] if isinstance(recipe.seed, list) else int(recipe.seed)
     if args.photos:
         originals = sample_photos(args.size)
-        originals = originals[torch.arange(args.examples) % len(originals)]
+        labels = torch.arange(args.examples) % len(originals)
+        names = ["china", "flower"]
+        originals = originals[labels]
         scale, shift, source = None, None, "scikit-learn sample photographs"
     else:
         from .data import load_dataset
@@ -93,29 +98,67 @@ def preview_images(recipe, args: argparse.Namespace) -> str:
         data = load_dataset(recipe.data)
         shape = image_shape_of(recipe.model.input_shape or data.image_shape, f"data set '{data.name}'")
         X = torch.from_numpy(data.X[: args.examples]).float()
+        labels = torch.from_numpy(data.y[: args.examples]).long() if data.task == "classification" else None
+        names = [str(c) for c in (data.classes or ())]
         pool = torch.from_numpy(data.X).float()
         shift, scale = pool.mean(0), pool.std(0).clamp_min(1e-6)  # per feature, as training standardizes
         if not recipe.data.standardize:
             shift, scale = torch.zeros_like(shift), torch.ones_like(scale)
         originals = ((X - shift) / scale).view(-1, *shape)
         source = f"data set '{data.name}'"
-    columns = [originals]
+    columns, captions = [originals], None
     for copy in range(args.copies):  # copy k: the member's draws at step k (a photo repeated gets fresh draws)
         columns.append(augment_images(originals, recipe.augment.image, seed=mix_seed(seed, 0x9E37), step=copy))
+    if recipe.augment.mix.kind != "none":
+        if labels is None:
+            raise ValueError("augment.mix: the preview shows the label weights of classes, got a data set without "
+                             "classes")
+        captions = [["original"] + [""] * args.copies for _ in range(len(originals))]
+        for copy in range(1, len(columns)):
+            columns[copy], weights = mix_preview(columns[copy], labels, recipe, seed=seed, step=copy - 1)
+            for r, (own, lam, other) in enumerate(weights):
+                captions[r][copy] = (f"{lam:.2f} {names[own]}" if lam >= 0.995 else
+                                     f"{lam:.2f} {names[own]}\n+ {1 - lam:.2f} {names[other]}")
     grid = torch.stack(columns, 1)  # [examples, 1 + copies, C, H, W]
     if scale is not None:
         flat = grid.flatten(2) * scale + shift
         grid = flat.view(grid.shape)
-    draw_grid(grid, args.out, title=f"{source}: originals (left) and {args.copies} augmented copies")
-    line = f"preview: {args.examples} x {args.copies} augmented examples of {source} written to {args.out}"
-    if not any(_scalar(getattr(recipe.augment.image, op), op) > 0 for op in IMAGE_OPS):
+    mixed = f", then {recipe.augment.mix.kind}" if captions is not None else ""
+    draw_grid(grid, args.out, title=f"{source}: originals (left) and {args.copies} augmented copies{mixed}",
+              captions=captions)
+    line = f"preview: {args.examples} x {args.copies} augmented{mixed} examples of {source} written to {args.out}"
+    if captions is None and not any(_scalar(getattr(recipe.augment.image, op), op) > 0 for op in IMAGE_OPS):
         line += " (no augment.image transform is on: the copies equal the originals)"
     return line
 
 
-def draw_grid(grid, path: str, *, title: str) -> None:
+def mix_preview(images, labels, recipe, *, seed: int, step: int):
+    """Images [B, C, H, W] mixed as the training step mixes them (`augment.mix.Mix`, member seeded `seed` at
+    `step`), and per image (own class, own share lam, partner's class)."""
+    import torch
+
+    from .augment.mix import Mix
+    from .nn import MemberRandom
+
+    cfg = recipe.augment.mix
+    random = MemberRandom([seed])
+    random.step = step
+    shape = tuple(images.shape[1:])
+    model = type("Preview", (), {"random": random, "input_shape": shape})()
+    hyper = {"mix_p": torch.tensor([float(_one(cfg.p))]), "mix_alpha": torch.tensor([float(_one(cfg.alpha))])}
+    trainer = type("Preview", (), {"members": 1, "model": model, "hyper": hyper,
+                                   "data": type("Rows", (), {"task": "classification"})()})()
+    piece = Mix(cfg.kind, shape)
+    piece.begin_epoch(trainer)
+    x, mixed = piece(trainer, images.flatten(1), labels)
+    weights = list(zip(mixed.own[0].tolist(), mixed.lam[0].tolist(), mixed.other[0].tolist()))
+    return x[0].view(images.shape), weights
+
+
+def draw_grid(grid, path: str, *, title: str, captions: list[list[str]] | None = None, cmap: str | None = None) -> None:
     """A figure of images grid [R, K, C, H, W] (grey for C = 1, RGB for C = 3), each image on its own colour scale
-    for grey, clipped to [0, 1] for RGB."""
+    for grey, clipped to [0, 1] for RGB; `captions` [R][K] titles every image (else the first row's are
+    "original", "aug k"); `cmap` a matplotlib colour map for grey images (spectrograms: magma)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -123,7 +166,8 @@ def draw_grid(grid, path: str, *, title: str) -> None:
 
     rows, cols, channels = grid.shape[:3]
     aspect = grid.shape[-1] / grid.shape[-2]
-    figure = Figure(figsize=(1.4 * cols * aspect + 0.4, 1.4 * rows + 0.6), dpi=110)
+    height = 1.4 + (0.25 if captions is not None else 0.0)
+    figure = Figure(figsize=(1.4 * cols * aspect + 0.4, height * rows + 0.6), dpi=110)
     FigureCanvasAgg(figure)
     lo, hi = float(grid.min()), float(grid.max())
     for r in range(rows):
@@ -133,10 +177,13 @@ def draw_grid(grid, path: str, *, title: str) -> None:
             if channels == 3:
                 axes.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
             else:
-                axes.imshow(image[0].numpy(), cmap="gray_r" if hi > 1.5 else "gray", vmin=lo, vmax=hi)
+                axes.imshow(image[0].numpy(), cmap=cmap or ("gray_r" if hi > 1.5 else "gray"), vmin=lo, vmax=hi,
+                            aspect="auto" if cmap else None)
             axes.set_xticks([])
             axes.set_yticks([])
-            if r == 0:
+            if captions is not None:
+                axes.set_title(captions[r][c], fontsize=6)
+            elif r == 0:
                 axes.set_title("original" if c == 0 else f"aug {c}", fontsize=8)
     figure.suptitle(title, fontsize=9)
     save_figure(figure, path)
@@ -189,3 +236,41 @@ def draw_lines(lines: list[str], path: str, *, title: str) -> None:
     figure.text(0.01, 0.99, title + "\n\n" + "\n".join(wrapped), va="top", ha="left", family="monospace",
                 fontsize=8)
     save_figure(figure, path)
+
+
+TONE_HZ = (440.0, 660.0)
+"""The synthetic recordings of an audio preview without a WAV folder: one tone each (Hz), at 8 kHz, 1 s."""
+
+
+def preview_waves(recipe, args: argparse.Namespace) -> str:
+    """Audio: log-mel spectrograms (low frequencies at the bottom) of `--examples` recordings and `--copies`
+    augmented versions each, by `tamenet.augment.audio.preview_audio` with the member's ``augment.audio``."""
+    import numpy as np
+
+    from .augment.audio import preview_audio
+    from .augment.config_text_audio import AUDIO_DATA
+
+    if recipe.data.name in AUDIO_DATA:
+        from .data import load_dataset
+
+        clips = load_dataset(recipe.data).raw
+        waves, rate = clips.waves[: args.examples], clips.rate
+        source = f"{len(waves)} recordings of {recipe.data.path}"
+    else:
+        rate = 8000
+        t = np.arange(rate) / rate
+        waves = np.stack([0.5 * np.sin(2 * np.pi * TONE_HZ[i % len(TONE_HZ)] * t) for i in range(args.examples)])
+        source = f"synthetic tones ({', '.join(f'{f:g}' for f in TONE_HZ)} Hz; data '{recipe.data.name}' is no audio)"
+    seed = recipe.seed[0] if isinstance(recipe.seed, list) else int(recipe.seed)
+    bank = None
+    if recipe.augment.audio.background_path is not None and recipe.data.name in AUDIO_DATA:
+        from .train.text_audio_fit import background_bank
+
+        bank = background_bank(recipe, clips, 1)
+    spectra = preview_audio(waves, rate, recipe.augment.audio, copies=args.copies, seed=seed, bank=bank)
+    import torch
+
+    grid = torch.as_tensor(np.ascontiguousarray(spectra[:, :, ::-1])).unsqueeze(2)  # [N, 1 + copies, 1, mels, frames], low mel bands drawn at the bottom
+    draw_grid(grid, args.out, title=f"log-mel spectrograms: {source}, originals (left) and {args.copies} augmented",
+              cmap="magma")
+    return f"preview: {len(waves)} x {args.copies} augmented spectrograms of {source} written to {args.out}"

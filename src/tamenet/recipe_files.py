@@ -158,10 +158,12 @@ def raw_recipe(source: dict | str | Path | None, overrides: list[str] | None = N
 
 def parse_recipe(source: dict | str | Path | None, overrides: list[str] | None = None) -> Recipe:
     """The typed recipe, checked for keys, types, ranges, choices and the registries' names (`names.py`)."""
+    from .augment.config_text_audio import modal_augmentation
     from .names import check_names
 
     recipe = parse(Recipe, raw_recipe(source, overrides))
     check_names(recipe)
+    modal_augmentation(recipe)  # a text or audio operation on data of another kind
     return recipe
 
 

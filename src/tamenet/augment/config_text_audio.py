@@ -57,10 +57,27 @@ def augment_population_size(cfg: Any) -> int:
     return sizes.pop() if sizes else 1
 
 
-def augments_text_or_audio(recipe: Any) -> bool:
-    """Whether the recipe's `augment.text` or `augment.audio` turns any operation on for some member."""
+TEXT_DATA = ("text", "sentiment")
+"""The data sets whose rows are strings (``augment.text`` applies)."""
+AUDIO_DATA = ("audio",)
+"""The data sets whose rows are waveforms (``augment.audio`` applies)."""
+
+
+def modal_augmentation(recipe: Any) -> str | None:
+    """"text", "audio" or None: which of the two the recipe's augmentation turns on (torch-free, checked when the
+    recipe is read). An operation on data of another kind is a `RecipeError` naming both."""
+    from ..config import RecipeError
+
     def on(cfg: Any, names: tuple[str, ...]) -> bool:
         values = [getattr(cfg, n) for n in names]
         return any(max(v) > 0 if isinstance(v, list) else v > 0 for v in values)
 
-    return on(recipe.augment.text, TEXT_STRENGTHS) or on(recipe.augment.audio, tuple(n for n in AUDIO_STRENGTHS if n != "p"))
+    text = on(recipe.augment.text, TEXT_STRENGTHS)
+    audio = on(recipe.augment.audio, tuple(n for n in AUDIO_STRENGTHS if n != "p"))
+    name = recipe.data.name
+    if audio and name not in AUDIO_DATA:
+        raise RecipeError(f"augment.audio: audio operations need audio data (data.name: audio), got data set '{name}'")
+    if text and name not in TEXT_DATA:
+        raise RecipeError(f"augment.text: text operations need text data (data.name: {' or '.join(TEXT_DATA)}), "
+                          f"got data set '{name}'")
+    return "text" if text else "audio" if audio else None

@@ -292,7 +292,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "mnist1d": ("n_samples",),
     "moons": ("n_samples", "noise"),
     "spirals": ("n_samples", "noise"),
-    "csv": ("path", "target", "split"),
+    "csv": ("path", "target", "split", "groups"),
     "npz": ("path", "split"),
     "text": ("path", "text", "target", "groups"),
     "sentiment": ("path", "groups"),
@@ -317,7 +317,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise ValueError(f"unknown data set '{name}'{hint} (valid: {', '.join(valid)})")
     _check_options(cfg)
     if name == "csv":
-        raw = read_csv(_path(cfg), target=cfg.target, split=cfg.split)
+        raw = read_csv(_path(cfg), target=cfg.target, split=cfg.split, groups=cfg.groups)
     elif name == "npz":
         raw = read_npz(_path(cfg), split=cfg.split)
     elif name in ("text", "sentiment", "audio"):
@@ -340,7 +340,9 @@ def _from_file(raw: FileArrays, cfg: DataConfig) -> Dataset:
     text = f"{raw.source} ({what}): {len(data.y)} rows, {data.X.shape[1]} features, {n_out}"
     if raw.split is not None:
         text += f"; split by '{cfg.split}'"
-    return dataclasses.replace(data, description=text, split=raw.split)
+    if raw.groups is not None:
+        text += f"; {len(np.unique(raw.groups))} groups in '{cfg.groups}'"
+    return dataclasses.replace(data, description=text, split=raw.split, groups=raw.groups)
 
 
 def _check_options(cfg: DataConfig) -> None:

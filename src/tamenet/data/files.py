@@ -31,18 +31,25 @@ class FileArrays:
     feature_names: tuple[str, ...] | None
     source: str  # the file's name, for descriptions and errors
     split: np.ndarray | None = None  # each row's part ("train", "val" or "test") when the file assigns them
+    groups: np.ndarray | None = None  # each row's group (data.groups: a column of a CSV file), else None
 
 
-def read_csv(path: str | Path, *, target: str | None, split: str | None = None) -> FileArrays:
-    """Read a comma-separated table: a header row, numeric feature columns and the `target` column.
+def read_csv(path: str | Path, *, target: str | None, split: str | None = None,
+             groups: str | None = None) -> FileArrays:
+    """Read a comma-separated table (tab-separated when the file name ends in ``.tsv``): a header row, numeric
+    feature columns and the `target` column.
 
     The target may hold numbers (integers stay integers) or strings (class labels). Empty cells and
     ``NA``/``NaN``/``null`` count as missing; any row with a missing value is an error naming how many.
     `split` names a column of ``train`` / ``val`` / ``test`` marks (not a feature); see `check_split_labels`.
+    `groups` names a column of group labels (any strings; not a feature): the rows of one group are never split
+    between training and judging (`tamenet.data.groups`).
     """
     file = _existing(path)
+    delimiter = "\t" if file.suffix.lower() == ".tsv" else ","
     with open(file, newline="", encoding="utf-8-sig") as handle:
-        rows = [(line, [cell.strip() for cell in row]) for line, row in enumerate(csv.reader(handle), start=1)]
+        rows = [(line, [cell.strip() for cell in row])
+                for line, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1)]
     rows = [(line, row) for line, row in rows if any(row)]  # blank lines
     if not rows:
         raise ValueError(f"CSV file '{file.name}': expected a header row and data rows, got an empty file")
@@ -58,7 +65,11 @@ def read_csv(path: str | Path, *, target: str | None, split: str | None = None) 
         )
     if split is not None:
         _check_split_column(header, split, target, file.name)
-    apart = [target] + ([split] if split is not None else [])
+    if groups is not None and (groups not in header or groups in (target, split)):
+        what = "is the target or split column" if groups in header else "is no column"
+        raise ValueError(f"CSV file '{file.name}': data.groups '{groups}' {what}; expected a group column, "
+                         f"columns are: {', '.join(header)}")
+    apart = [target] + ([split] if split is not None else []) + ([groups] if groups is not None else [])
     if len(header) <= len(apart):
         raise ValueError(
             f"CSV file '{file.name}': expected at least one feature column besides {', '.join(map(repr, apart))}"
@@ -91,7 +102,16 @@ def read_csv(path: str | Path, *, target: str | None, split: str | None = None) 
             f"CSV file '{file.name}': {int(missing_rows.sum())} of {len(data)} rows have missing values "
             f"(NaN or empty cells; the first at line {first}); remove or fill them"
         )
-    return FileArrays(X=X, y=_target_column(y_cells), feature_names=names, source=file.name, split=labels)
+    group_labels = None
+    if groups is not None:
+        g = header.index(groups)
+        group_labels = np.array([row[g] for _, row in data], dtype=str)
+        empty = [line for line, row in data if row[g].lower() in MISSING]
+        if empty:
+            raise ValueError(f"CSV file '{file.name}': group column '{groups}' is empty in {len(empty)} rows (the "
+                             f"first at line {empty[0]}); expected a group for every row")
+    return FileArrays(X=X, y=_target_column(y_cells), feature_names=names, source=file.name, split=labels,
+                      groups=group_labels)
 
 
 def read_npz(path: str | Path, *, split: str | None = None) -> FileArrays:

@@ -45,26 +45,47 @@ class Pool:
     test_rows: int
     image_shape: tuple[int, ...] | None = None  # a row's shape as a signal or image, for convolutional models
     groups: np.ndarray | None = None  # each row's group (data.groups): folds keep whole groups together
+    texts: list[str] | None = None  # text data: each row's string; a fold's features are its own vocabulary's
+    audio: Any = None  # audio augmentation: X holds waveforms, this the clean log-mel features (`modal_folds`)
 
     def subset(self, rows: np.ndarray) -> "Pool":
         """The pool of these rows only (an outer fold's training rows in nested cross-validation), all else kept."""
         groups = None if self.groups is None else self.groups[rows]
-        return dataclasses.replace(self, X=self.X[rows], y=self.y[rows], groups=groups)
+        texts = None if self.texts is None else [self.texts[i] for i in rows]
+        audio = None if self.audio is None else dataclasses.replace(self.audio, features=self.audio.features[rows])
+        return dataclasses.replace(self, X=self.X[rows], y=self.y[rows], groups=groups, texts=texts, audio=audio)
 
 
-def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None) -> Pool:
+def make_pool(recipe: Recipe, *, X: np.ndarray | None = None, y: np.ndarray | None = None,
+              waveforms: bool = False) -> Pool:
     """Load the recipe's data and set its test split aside; the rest is the pool that folds split.
+
+    An audio pool holds waveforms (and its clean log-mel features beside them) when the recipe's
+    ``augment.audio`` is on or `waveforms` says some candidate's will be (a search over its strengths).
 
     With a predefined split (``data.split``) the pool is the rows marked train or val and the rows
     marked test stay aside, for the refit's one test; with ``data.test: 0`` nothing is set aside.
     """
+    from ..augment.config_text_audio import modal_augmentation
+
     data, parts = assign_rows(recipe.data, X=X, y=y)
     rows = np.sort(np.concatenate([parts.train, parts.val]))
-    if data.featurize is not None:  # text: the vocabulary of the pool's rows (never the test rows')
-        data = data.featurize(rows)
+    texts = audio = None
+    X_pool = None
+    if data.featurize is not None:  # text: each fold featurizes over its own training rows' vocabulary
+        texts = [data.raw.texts[i] for i in rows]
+        data = data.featurize(rows)  # only its width is used: the pool's vocabulary bounds every fold's
+        X_pool = np.zeros((len(rows), data.X.shape[1]), dtype=np.float32)
+    elif data.raw is not None and hasattr(data.raw, "waves") and (waveforms or modal_augmentation(recipe) == "audio"):
+        # waveforms; the log-mel front end is in the model
+        from .modal_folds import AudioPool
+
+        audio = AudioPool(data.X[rows], data.raw.rate, data.raw)
+        X_pool = np.ascontiguousarray(data.raw.waves[rows], dtype=np.float32)
     n_out = len(data.classes) if data.task == "classification" else (data.y.shape[1] if data.task == "dense" else 1)
     groups = None if data.groups is None else data.groups[rows]
-    return Pool(data.X[rows], data.y[rows], data.task, n_out, data.name, len(parts.test), data.image_shape, groups)
+    return Pool(data.X[rows] if X_pool is None else X_pool, data.y[rows], data.task, n_out, data.name,
+                len(parts.test), data.image_shape, groups, texts, audio)
 
 
 def _stop_split(train: np.ndarray, y: np.ndarray, task: str, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +125,7 @@ class FoldRows:
     fit_sizes: list[int]
     stop_sizes: list[int]
     scored_sizes: list[int]
+    featurizers: list | None = None  # text: strings -> features per copy (that fold's vocabulary and scaler)
 
 
 def fold_rows(
@@ -118,11 +140,18 @@ def fold_rows(
     k = len(folds)
     members = list(range(candidates * k)) if members is None else list(members)
     used = sorted({m % k for m in members})
-    xs, ys, stds, fits, stops = [], [], [], {}, {}
+    xs, ys, stds, fits, stops, featurizers = [], [], [], {}, {}, []
     for f in used:
         train = folds[f][0]
-        scaler = Standardizer.fit(pool.X[train]) if standardize else None
-        xs.append(pool.X if scaler is None else scaler.transform(pool.X))
+        if pool.texts is not None:  # the vocabulary and scaler of this fold's training rows only
+            from .modal_folds import fold_text_features
+
+            features, featurize = fold_text_features(pool.texts, train, pool.X.shape[1], standardize)
+            xs.append(features)
+            featurizers.append(featurize)
+        else:
+            scaler = Standardizer.fit(pool.X[train]) if standardize and pool.audio is None else None
+            xs.append(pool.X if scaler is None else scaler.transform(pool.X))
         if pool.task == "regression":
             target = Standardizer.fit(pool.y[train]) if standardize else None
             ys.append(pool.y if target is None else target.transform(pool.y))
@@ -136,20 +165,21 @@ def fold_rows(
     y_dtype = torch.int64 if pool.task == "classification" else torch.float32
     fold_of = [m % k for m in members]
     copy = {f: i for i, f in enumerate(used)}
+    one_copy = pool.audio is not None  # unscaled waveforms: every fold reads one copy (its front end standardizes)
     stop, stop_w = _padded([stops[f] for f in fold_of])
     scored, scored_w = _padded([folds[f][1] for f in fold_of])
     data = MemberData(
         task=pool.task,
-        X=torch.from_numpy(np.stack(xs).astype(np.float32)),
-        y=torch.from_numpy(np.stack(ys)).to(y_dtype),
-        fold=torch.tensor([copy[f] for f in fold_of]),
+        X=torch.from_numpy(np.stack(xs[:1] if one_copy else xs).astype(np.float32)),
+        y=torch.from_numpy(np.stack(ys[:1] if one_copy else ys)).to(y_dtype),
+        fold=torch.tensor([0 if one_copy else copy[f] for f in fold_of]),
         train=torch.from_numpy(np.stack([fits[f] for f in fold_of])),
         val=stop,
         val_weight=stop_w,
         target_std=torch.tensor([stds[copy[f]] for f in fold_of], dtype=torch.float64),
     )
     return FoldRows(data, scored, scored_w, [len(fits[f]) for f in used], [len(stops[f]) for f in used],
-                    [len(folds[f][1]) for f in used])
+                    [len(folds[f][1]) for f in used], featurizers or None)
 
 
 def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -419,8 +449,21 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
     results.bind(rows, ids)
     seeds = member_seeds(sub)
     torch.manual_seed(member_seeds(expanded)[0])
-    model = build_model(sub.model, n_in=pool.X.shape[1], n_out=pool.n_outputs, seeds=seeds,
+    from ..augment.config_text_audio import modal_augmentation
+
+    featurizers = None
+    if modal_augmentation(sub) == "text":  # each member rewrites its own copy's training rows
+        from .modal_folds import member_copies
+
+        rows.data, featurizers = member_copies(rows.data, rows.featurizers)
+    n_in = pool.X.shape[1] if pool.audio is None else pool.audio.features.shape[1]
+    model = build_model(sub.model, n_in=n_in, n_out=pool.n_outputs, seeds=seeds,
                         input_shape=pool.image_shape, prune=sub.prune, quantize=sub.quantize)
+    if pool.audio is not None:  # waveforms in, log-mel standardized on each member's fold, then the body
+        from ..train.text_audio_pieces import FrontEnd
+        from .modal_folds import audio_front
+
+        model = FrontEnd(audio_front(pool, folds, ids, sub.data.standardize), model)
     restore = sub.train.early_stopping.restore_best
     halving = None
     if halving_eta is not None:
@@ -451,6 +494,9 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
 
     trainer = Trainer(model, rows.data, sub, callbacks=[*(callbacks or []), *([halving] if halving else []), prune])
     trainer.member_ids = list(ids)  # original member numbers: metrics rows and scores use them
+    from .modal_folds import attach_modal
+
+    attach_modal(trainer, sub, pool, featurizers)  # text or audio augmentation of the training rows, if any
     trainer.keeps_best = restore
     trainer.run()  # restores the best weights of the members still there
     results.record(trainer, list(range(trainer.members)), restore=False)

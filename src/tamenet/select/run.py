@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Recipe, RecipeError, to_dict
-from ..augment.config_text_audio import augments_text_or_audio
+from ..config import Recipe, to_dict
 from ..compress.distillation import refuse_in_cross_validation
 from ..compress.transfer_step import refuse_transfer_in_cross_validation
 from ..recipes import load_recipe
@@ -44,20 +43,21 @@ class MetricsWriter(Listener):
 
 
 def refuse_in_folds(recipe: Recipe) -> None:
-    """What cross-validation and search cannot do yet, refused by name: a teacher or a source run (they may have
-    seen the scored rows) and text or audio augmentation (the folds would train on clean rows)."""
+    """What cross-validation and search cannot do, refused by name: a teacher or a source run (they may have
+    seen the scored rows); a text or audio operation on data of another kind. Text and audio augmentation train in
+    the folds (`modal_folds`)."""
+    from ..augment.config_text_audio import modal_augmentation
+
     refuse_in_cross_validation(recipe)
     refuse_transfer_in_cross_validation(recipe)
-    if augments_text_or_audio(recipe):
-        raise RecipeError("augment.text / augment.audio: cross-validation and search do not apply text or audio "
-                          "augmentation yet (the folds would train on clean rows); expected none of their operations")
+    modal_augmentation(recipe)
 
 
-def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int):
+def _start(source, overrides, out, *, scheme: str, folds: int, p: int, max_splits: int, keys: list[str] = ()):
     """The checked recipe, its pool (test split set aside), the folds, and the run directory (or None)."""
     recipe = load_recipe(source, overrides)
     refuse_in_folds(recipe)
-    pool = make_pool(recipe)
+    pool = make_pool(recipe, waveforms=any(k.startswith("augment.audio.") for k in keys))  # searched strengths
     stratify = pool.task == "classification" and recipe.data.stratify
     fold_list = make_folds(scheme, pool.y, folds=folds, seed=recipe.data.seed, val=recipe.data.val,
                            stratify=stratify, p=p, max_splits=max_splits, groups=pool.groups)
@@ -248,7 +248,7 @@ def search(
         keys = list(axes)
         for key, values in axes.items():  # a key or value the recipe refuses, before any file is written
             for value in values:
-                candidate_recipe(recipe, {key: value}, {key: [value]})
+                refuse_in_folds(candidate_recipe(recipe, {key: value}, {key: [value]}))
     else:
         dims = parse_space(space or [], recipe)
         keys = [d.key for d in dims]
@@ -261,7 +261,7 @@ def search(
             if spread is not None and spread.is_main:
                 spread.barrier()
     recipe, pool, fold_list, run_dir = _start(recipe, None, out, scheme=scheme, folds=folds, p=p,
-                                              max_splits=max_splits)
+                                              max_splits=max_splits, keys=keys)
     studies = []
     trackers = _trackers(recipe, run_dir, len(fold_list))  # every population, chunk and trial batch a segment
     listeners = [*trackers, *(callbacks or [])]

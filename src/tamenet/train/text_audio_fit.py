@@ -1,95 +1,82 @@
-"""Training on text or audio with augmentation: the recipe's usual model and loop, plus the modality's piece.
+"""Text and audio augmentation in the one training loop: the rows, the model and the step piece of each modality.
 
-`fit_augmented(recipe, text=..., audio=...)` is `tamenet.fit` for ``data.name`` text / sentiment / audio with
-``augment.text`` / ``augment.audio`` (E2, E3): the same `Trainer`, penalties, dropout, early stopping and
-per-member numbers, with
+`tamenet.fit` (and so `tamenet train`, `search`'s refit) calls `modal_run` when the recipe's ``augment.text`` or
+``augment.audio`` turns an operation on (E2, E3); it returns what the usual `Trainer` needs, and the run
+directory, checkpoints, resume, report, evaluate and predict work as for any other run:
 
 * text: the rows are bag-of-words features over the training vocabulary, standardized on the training rows;
   each member holds its own copy of them, and `TextAugmentEpoch` rewrites the member's training rows from
   freshly augmented strings every epoch (validation and test rows stay the clean strings' features);
-* audio: the rows are waveforms; the model is `FrontEnd(LogMel, body)` (log-mel computed on the device, inside the
-  model), and `AudioAugmentBatch` augments each training batch per member before it.
+* audio: the trainer's rows are waveforms and its model `FrontEnd(LogMel, body)` (log-mel computed on the device,
+  inside the model, standardized by the clean training rows' scaler), and `AudioAugmentBatch` augments each
+  training batch per member before it. What the run records and saves is the body over the plain path's
+  standardized log-mel features: exactly what `prepare(recipe.data)` gives, so `tamenet evaluate` / `predict`
+  / `report` need nothing of their own.
+
+`fit_augmented(recipe, text=..., audio=...)` is a thin alias of `tamenet.fit` with those sections merged in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from ..augment.config_text_audio import (AUDIO_STRENGTHS, TEXT_STRENGTHS, AudioAugmentConfig, TextAugmentConfig,
-                                         augment_population_size, member_strengths, parse_audio_augment,
-                                         parse_text_augment)
-from ..config import Recipe, population_size
+from ..augment.config_text_audio import AUDIO_STRENGTHS, TEXT_STRENGTHS, member_strengths
+from ..config import Recipe, to_dict
 from ..data import SplitData
 from ..data.datasets import fingerprint
 from ..data.splits import assign_rows
-from ..data.text import Vocabulary
-from ..models import build_model
+from ..data.text import PAD, UNKNOWN, Vocabulary
+from ..models import Population, build_model
 from .hyper import member_seeds
-from .loop import Trainer
 from .member_data import MemberData
 from .text_audio_pieces import AudioAugmentBatch, FrontEnd, TextAugmentEpoch
 
-TEXT_DATA = ("text", "sentiment")
-AUDIO_DATA = ("audio",)
+
+@dataclasses.dataclass
+class ModalRun:
+    """What `fit` trains on with text or audio augmentation.
+
+    `data`: the SplitData the run evaluates, summarizes and saves (features and scaler as the plain path);
+    `model`: the population the trainer steps (audio: `FrontEnd` over waveforms); `rows`: the trainer's rows;
+    `attach(trainer)`: adds the modality's step piece."""
+
+    data: SplitData
+    model: Population
+    rows: MemberData
+    attach: Callable[[Any], None]
 
 
-def _population(recipe: Recipe, cfg: Any) -> Recipe:
-    """The recipe with as many members as the augmentation's per-member lists ask for (seeds repeated)."""
-    m_recipe, m_aug = population_size(recipe), augment_population_size(cfg)
-    if m_aug == 1 or m_aug == m_recipe:
-        return recipe
-    if m_recipe != 1:
-        raise ValueError(f"augment: per-member lists of length {m_aug}, but the recipe's population has {m_recipe} members")
-    seed = recipe.seed if not isinstance(recipe.seed, list) else recipe.seed[0]
-    return dataclasses.replace(recipe, seed=[seed] * m_aug)
-
-
-def _check_modality(recipe: Recipe, text: Any, audio: Any) -> None:
-    name = recipe.data.name
-    if audio is not None and name not in AUDIO_DATA:
-        raise ValueError(f"augment.audio: audio operations need audio data (data.name: audio), got data set '{name}'")
-    if text is not None and name not in TEXT_DATA:
-        raise ValueError(f"augment.text: text operations need text data (data.name: text or sentiment), "
-                         f"got data set '{name}'")
-
-
-def fit_augmented(recipe: Any = None, *, text: TextAugmentConfig | dict | None = None,
-                  audio: AudioAugmentConfig | dict | None = None, overrides: list[str] | None = None,
-                  translator: Any = None, synonyms: Any = None, train_per_class: int | None = None,
-                  callbacks: list[Callable] | None = None):
-    """Train the recipe's population on text or audio data with the given augmentation; a `tamenet.api.TrainResult`
-    (no run directory). `translator` is the back-translation paraphraser (`tamenet.augment.text.BackTranslator`
-    or any ``str -> str``); `synonyms` a word -> synonyms map replacing the built-in one; `train_per_class`
-    keeps at most that many training rows of each class (drawn with ``data.seed``; validation and test rows stay)."""
-    from ..api import TrainResult, summarize
+def fit_augmented(recipe: Any = None, *, text: dict | None = None, audio: dict | None = None,
+                  overrides: list[str] | None = None, translator: Any = None, synonyms: Any = None,
+                  train_per_class: int | None = None, callbacks: list[Callable] | None = None,
+                  out: Any = None):
+    """`tamenet.fit` with `text` / `audio` merged into the recipe's ``augment.text`` / ``augment.audio``
+    (a per-member list of length M makes a population of M); the other arguments as `fit`'s."""
+    from ..api import fit
     from ..recipes import load_recipe
 
-    started = time.perf_counter()
-    recipe = load_recipe(recipe, overrides)
-    if text is None and audio is None:  # the recipe's own augment.text / augment.audio
-        text = recipe.augment.text if recipe.data.name in TEXT_DATA else None
-        audio = recipe.augment.audio if recipe.data.name in AUDIO_DATA else None
-    _check_modality(recipe, text, audio)
-    if recipe.data.name in AUDIO_DATA:
-        cfg = audio if isinstance(audio, AudioAugmentConfig) else parse_audio_augment(audio if audio is not None else {})
-        recipe = _population(recipe, cfg)
-        trainer, split = _audio_trainer(recipe, cfg, callbacks, train_per_class)
-    elif recipe.data.name in TEXT_DATA:
-        cfg = text if isinstance(text, TextAugmentConfig) else parse_text_augment(text if text is not None else {})
-        recipe = _population(recipe, cfg)
-        trainer, split = _text_trainer(recipe, cfg, callbacks, translator=translator, synonyms=synonyms,
-                                       train_per_class=train_per_class)
-    else:
-        raise ValueError(f"fit_augmented: expected text or audio data (data.name: {', '.join(TEXT_DATA + AUDIO_DATA)}), "
-                         f"got '{recipe.data.name}'")
-    state = trainer.run()
-    summary = summarize(trainer, state, split, wall_time=time.perf_counter() - started)
-    return TrainResult(trainer.model, recipe, split, trainer.history, summary, None)
+    raw = to_dict(load_recipe(recipe, overrides))
+    for key, ops in (("text", text), ("audio", audio)):
+        if ops is not None:
+            if not isinstance(ops, dict):
+                raise TypeError(f"fit_augmented: expected {key}= a dict of operations, got {type(ops).__name__}")
+            raw["augment"] = {**raw.get("augment", {}), key: {**raw.get("augment", {}).get(key, {}), **ops}}
+    return fit(raw, callbacks=callbacks, translator=translator, synonyms=synonyms, train_per_class=train_per_class,
+               out=out)
+
+
+def modal_run(recipe: Recipe, modal: str, *, translator: Any = None, synonyms: Any = None,
+              train_per_class: int | None = None) -> ModalRun:
+    """The rows, model and piece of text (`modal` "text") or audio ("audio") augmentation for `recipe`."""
+    if modal == "text":
+        return _text_run(recipe, translator=translator, synonyms=synonyms, train_per_class=train_per_class)
+    if modal == "audio":
+        return _audio_run(recipe, train_per_class=train_per_class)
+    raise ValueError(f"modal_run: expected 'text' or 'audio', got {modal!r}")
 
 
 def _fewer(parts, y: np.ndarray, per_class: int | None, seed: int):
@@ -103,55 +90,71 @@ def _fewer(parts, y: np.ndarray, per_class: int | None, seed: int):
     return dataclasses.replace(parts, train=np.sort(np.concatenate(keep)))
 
 
-def _split_data(data, parts, X: np.ndarray, *, standardize: bool, fingerprint_of: np.ndarray) -> SplitData:
-    """SplitData of features X (a row per data set row) on the parts, scaled on the training rows when asked."""
+def _split_data(data, parts, *, standardize: bool) -> SplitData:
+    """The SplitData `prepare` makes of a featurized classification data set on these parts: the scaler fitted
+    on the training rows, and the fingerprint `evaluate_run` recomputes."""
     from ..data.scaling import Standardizer
+    from ..data.splits import _marks
 
-    scaler = Standardizer.fit(X[parts.train]) if standardize else None
-    y = torch.from_numpy(np.ascontiguousarray(data.y, dtype=np.int64))
+    if data.task != "classification":
+        raise ValueError(f"data '{data.name}': text and audio augmentation is for classification, got task '{data.task}'")
+    scaler = Standardizer.fit(data.X[parts.train]) if standardize else None
 
     def part(idx):
-        rows = X[idx] if scaler is None else scaler.transform(X[idx])
-        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)), y[torch.from_numpy(idx)]
+        rows = data.X[idx] if scaler is None else scaler.transform(data.X[idx])
+        return (torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(data.y[idx], dtype=np.int64)))
 
     (xtr, ytr), (xv, yv), (xte, yte) = part(parts.train), part(parts.val), part(parts.test)
+    marks = None if parts.source == "shares" else _marks(parts, len(data.y))
     return SplitData(name=data.name, task=data.task, X_train=xtr, y_train=ytr, X_val=xv, y_val=yv, X_test=xte,
-                     y_test=yte, n_features=X.shape[1], n_outputs=len(data.classes), classes=data.classes,
-                     feature_names=tuple(data.feature_names) if len(data.feature_names) == X.shape[1]
-                     else tuple(f"x{i}" for i in range(X.shape[1])),
-                     image_shape=None, scaler=scaler, target_scaler=None,
-                     fingerprint=fingerprint(fingerprint_of, data.y), rows=parts)
+                     y_test=yte, n_features=int(data.X.shape[1]), n_outputs=len(data.classes), classes=data.classes,
+                     feature_names=data.feature_names, image_shape=data.image_shape, scaler=scaler,
+                     target_scaler=None, fingerprint=fingerprint(data.X, data.y, marks), rows=parts)
 
 
-def _text_trainer(recipe: Recipe, cfg: TextAugmentConfig, callbacks, *, translator, synonyms, train_per_class=None):
-    seeds = member_seeds(recipe)
-    torch.manual_seed(seeds[0])
-    raw, parts = assign_rows(recipe.data)
-    parts = _fewer(parts, raw.y, train_per_class, recipe.data.seed)
-    corpus = raw.raw
-    vocabulary = Vocabulary.fit([corpus.texts[i] for i in parts.train])  # the training rows' words only
+def text_featurizer(words: tuple[str, ...], scaler) -> Callable[[list[str]], np.ndarray]:
+    """strings -> float32 [n, len(words)]: log(1 + count) over these vocabulary words, then `scaler` (or none)."""
+    vocabulary = Vocabulary((PAD, UNKNOWN, *words))
     index = vocabulary.index
-    featured = raw.featurize(parts.train)
-    split = _split_data(featured, parts, featured.X, standardize=recipe.data.standardize,
-                        fingerprint_of=np.asarray(corpus.texts))
 
     def featurize(texts):
         bag = vocabulary.bag_of_words(texts, index)
-        return bag if split.scaler is None else split.scaler.transform(bag)
+        return bag if scaler is None else scaler.transform(bag)
 
-    model = build_model(recipe.model, n_in=split.n_features, n_out=split.n_outputs, seeds=seeds)
+    return featurize
+
+
+def _text_run(recipe: Recipe, *, translator, synonyms, train_per_class) -> ModalRun:
+    seeds = member_seeds(recipe)
+    raw, parts = assign_rows(recipe.data)
+    parts = _fewer(parts, raw.y, train_per_class, recipe.data.seed)
+    corpus = raw.raw
+    featured = raw.featurize(parts.train)  # the training rows' vocabulary only
+    split = _split_data(featured, parts, standardize=recipe.data.standardize)
+    model = build_model(recipe.model, n_in=split.n_features, n_out=split.n_outputs, seeds=seeds,
+                        prune=recipe.prune, quantize=recipe.quantize)
     members = model.members
     rows = MemberData.from_split(split, members)
     rows = dataclasses.replace(rows, X=rows.X.expand(members, -1, -1).clone(), y=rows.y.expand(members, -1),
-                               fold=torch.arange(members),
-                               train_is_prefix=False)
-    trainer = Trainer(model, rows, recipe, callbacks=callbacks)
-    strengths = member_strengths(cfg, TEXT_STRENGTHS, members, "text")
+                               fold=torch.arange(members), train_is_prefix=False)
+    texts = [corpus.texts[i] for i in np.concatenate([parts.train, parts.val])]  # row r of every copy
+    featurize = text_featurizer(tuple(split.feature_names), split.scaler)
+    piece = text_piece(recipe, texts, featurize, members, translator=translator, synonyms=synonyms)
+    return ModalRun(split, model, rows, lambda trainer: trainer.step.inputs.insert(0, piece))
+
+
+def text_piece(recipe: Recipe, texts: list[str], featurize, members: int, *, translator: Any = None,
+               synonyms: Any = None) -> TextAugmentEpoch:
+    """The recipe's `TextAugmentEpoch` (its synonym file read here, when it names one)."""
+    cfg = recipe.augment.text
     if cfg.synonyms is not None and synonyms is None:
         synonyms = read_synonyms(cfg.synonyms)
-    trainer.step.inputs.insert(0, TextAugmentEpoch([corpus.texts[i] for i in parts.train], featurize, strengths,
-                                                   synonyms=synonyms, translator=translator))
-    return trainer, split
+    strengths = member_strengths(cfg, TEXT_STRENGTHS, members, "text")
+    if translator is None and any(v > 0 for v in strengths["back_translate"]):
+        raise ValueError("augment.text.back_translate: expected a translator (tamenet.fit(..., translator=f), "
+                         "a function str -> str or an object with translate), got none; the command line has none")
+    return TextAugmentEpoch(texts, featurize, strengths, synonyms=synonyms, translator=translator)
 
 
 def read_synonyms(path: str) -> dict[str, tuple[str, ...]]:
@@ -172,41 +175,78 @@ def read_synonyms(path: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def audio_split(recipe: Recipe, train_per_class: int | None = None):
-    """(SplitData of waveforms, the loaded Dataset, its RowSplit): rows are raw waveforms, not standardized."""
+def background_bank(recipe: Recipe, clips, members: int, device=None) -> torch.Tensor | None:
+    """The background recordings [R, Lb] of ``augment.audio.background_path`` (refused when an SNR asks for them
+    and no path is given)."""
+    from pathlib import Path
+
+    from ..data.audio import read_audio_folder, read_wav
+
+    cfg = recipe.augment.audio
+    if cfg.background_path is None:
+        if any(v > 0 for v in member_strengths(cfg, ("background",), members, "audio")["background"]):
+            raise ValueError("augment.audio.background: an SNR was given but no background_path (a WAV file or folder)")
+        return None
+    where = Path(cfg.background_path)
+    if where.is_dir():
+        bank = torch.from_numpy(read_audio_folder(where, label="folder", rate=clips.rate,
+                                                  seconds=clips.waves.shape[1] / clips.rate).waves)
+    else:
+        bank = torch.from_numpy(read_wav(where)[1]).unsqueeze(0)
+    return bank if device is None else bank.to(device)
+
+
+def audio_piece(recipe: Recipe, clips, members: int) -> Callable[[Any], None]:
+    """attach(trainer): appends the recipe's `AudioAugmentBatch` to the trainer's input pieces."""
+    cfg = recipe.augment.audio
+    strengths = member_strengths(cfg, AUDIO_STRENGTHS, members, "audio")
+    bank = background_bank(recipe, clips, members)
+
+    def attach(trainer) -> None:
+        trainer.step.inputs.append(AudioAugmentBatch(strengths, rate=clips.rate, trim_mode=cfg.trim_mode,
+                                                     bank=None if bank is None else bank.to(trainer.device)))
+
+    return attach
+
+
+def _audio_run(recipe: Recipe, *, train_per_class) -> ModalRun:
+    from ..data.audio import LogMel
+    from ..data.modal import N_FFT, N_MELS
+
+    seeds = member_seeds(recipe)
     data, parts = assign_rows(recipe.data)
     parts = _fewer(parts, data.y, train_per_class, recipe.data.seed)
     clips = data.raw
-    split = _split_data(data, parts, clips.waves, standardize=False, fingerprint_of=clips.waves)
-    return split, data, parts
-
-
-def _audio_trainer(recipe: Recipe, cfg: AudioAugmentConfig, callbacks, train_per_class=None):
-    from ..data.audio import read_audio_folder, read_wav
-    from ..data.modal import audio_front_end
-
-    seeds = member_seeds(recipe)
-    torch.manual_seed(seeds[0])
-    split, data, parts = audio_split(recipe, train_per_class)
-    front = audio_front_end(data, parts.train)
-    n_in = int(front(split.X_train[:1]).shape[-1])
-    body = build_model(recipe.model, n_in=n_in, n_out=split.n_outputs, seeds=seeds, input_shape=data.image_shape)
+    split = _split_data(data, parts, standardize=recipe.data.standardize)  # the plain path's log-mel features
+    front = LogMel(clips.rate, n_fft=N_FFT, n_mels=N_MELS)
+    if split.scaler is not None:  # the same standardization as the saved features: the body is the saved model
+        front.mean = torch.as_tensor(split.scaler.mean, dtype=torch.float32)
+        front.std = torch.as_tensor(split.scaler.std, dtype=torch.float32)
+    body = build_model(recipe.model, n_in=split.n_features, n_out=split.n_outputs, seeds=seeds,
+                       input_shape=split.image_shape, prune=recipe.prune, quantize=recipe.quantize)
     model = FrontEnd(front, body)
-    rows = MemberData.from_split(split, model.members)
-    trainer = Trainer(model, rows, recipe, callbacks=callbacks)
-    bank = None
-    if cfg.background_path is not None:
-        from pathlib import Path
+    waves = torch.from_numpy(np.ascontiguousarray(clips.waves, dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(data.y, dtype=np.int64))
+    order = torch.from_numpy(np.concatenate([parts.train, parts.val]))
+    n_train, n_val = len(parts.train), len(parts.val)
+    rows = MemberData(task="classification", X=waves[order].unsqueeze(0), y=y[order].unsqueeze(0),
+                      fold=torch.zeros(model.members, dtype=torch.long), train=torch.arange(n_train).unsqueeze(0),
+                      val=torch.arange(n_train, n_train + n_val).unsqueeze(0), val_weight=None,
+                      target_std=torch.ones(model.members, dtype=torch.float64), train_is_prefix=True)
+    return ModalRun(split, model, rows, audio_piece(recipe, clips, model.members))
 
-        where = Path(cfg.background_path)
-        if where.is_dir():
-            bank = torch.from_numpy(read_audio_folder(where, label="folder", rate=data.raw.rate,
-                                                      seconds=data.raw.waves.shape[1] / data.raw.rate).waves)
-        else:
-            bank = torch.from_numpy(read_wav(where)[1]).unsqueeze(0)
-    elif any(v > 0 for v in member_strengths(cfg, ("background",), model.members, "audio")["background"]):
-        raise ValueError("augment.audio.background: an SNR was given but no background_path (a WAV file or folder)")
-    strengths = member_strengths(cfg, AUDIO_STRENGTHS, model.members, "audio")
-    trainer.step.inputs.append(AudioAugmentBatch(strengths, rate=data.raw.rate, trim_mode=cfg.trim_mode,
-                                                 bank=None if bank is None else bank.to(trainer.device)))
-    return trainer, split
+
+
+
+def text_rows(preprocessing: dict, texts: list[str]) -> np.ndarray:
+    """New strings as the raw (unscaled) rows a text run's model takes: log(1 + count) of each word of the run's
+    training vocabulary (its saved feature names), for `TrainedModel.predict` (which applies the saved scaler).
+    Words the training rows did not hold count for nothing."""
+    words = preprocessing.get("feature_names")
+    if not isinstance(words, list) or len(words) != int(preprocessing["n_features"]):
+        raise ValueError("text_rows: expected a text run's preprocessing (one vocabulary word per feature), got "
+                         f"{len(words) if isinstance(words, list) else 'no'} names for {preprocessing['n_features']} "
+                         "features")
+    if isinstance(texts, str):
+        raise TypeError("text_rows: expected a list of strings, got one string")
+    return text_featurizer(tuple(words), None)(list(texts))

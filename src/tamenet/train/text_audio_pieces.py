@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..augment.audio import AUDIO_OPS, UNIFORMS, augment_waves
 from ..augment.config_text_audio import AUDIO_STRENGTHS, TEXT_STRENGTHS
 from ..augment.text import augment_texts
+from ..data.audio import LogMel
 from ..models.base import Population
 from ..nn import mix_seed
 
@@ -47,9 +49,12 @@ def _strengths_now(trainer, own: dict[str, list[float]], prefix: str) -> dict[st
 class TextAugmentEpoch:
     """Fresh augmented training strings per member and epoch, featurized into the member's own copy of the rows.
 
-    `texts`: the training rows' strings in the order of the rows `trainer.data.train` lists (positions 0..n-1
-    of every copy). `featurize`: strings -> float32 features [n, F] (vocabulary of the training rows, then the
-    training scaler); `strengths`: op -> one probability per member.
+    `texts`: the string of every row of the copies (row r of `trainer.data.X[c]` is `texts[r]`); `featurize`:
+    strings -> float32 features [n, F], one function for every copy or a list with one per copy (in
+    cross-validation each fold's vocabulary and scaler, fitted on that fold's training rows only);
+    `strengths`: op -> one probability per member (the recipe's ``augment.text``, read from `trainer.hyper`
+    when it declares them). Every member needs a copy of its own (`MemberData.fold` distinct): only the rows
+    the member trains on are rewritten, so its validation and scored rows keep the clean strings' features.
     """
 
     def __init__(self, texts: Sequence[str], featurize, strengths: dict[str, list[float]], *,
@@ -57,30 +62,36 @@ class TextAugmentEpoch:
         unknown = [k for k in strengths if k not in TEXT_STRENGTHS]
         if unknown:
             raise ValueError(f"unknown text augmentation '{unknown[0]}' (valid: {', '.join(TEXT_STRENGTHS)})")
-        self.texts, self.featurize = list(texts), featurize
+        self.texts = list(texts)
+        self.featurize = featurize
         self.strengths = {k: list(v) for k, v in strengths.items()}
         self.synonyms, self.translator = synonyms, translator
-        self._changed: set[int] = set()
+        self._changed: set[int] = set()  # the copies that hold augmented rows now
+
+    def _featurizer(self, copy: int):
+        return self.featurize[copy] if isinstance(self.featurize, (list, tuple)) else self.featurize
 
     def begin_epoch(self, trainer) -> bool:
         data = trainer.data
-        if data.X.shape[0] != trainer.members or not torch.equal(data.fold, torch.arange(trainer.members, device=data.fold.device)):
+        copies = data.fold.tolist()
+        if len(set(copies)) != trainer.members or data.X.shape[0] < trainer.members:
             raise ValueError("text augmentation needs one copy of the rows per member (MemberData.X [M, N, F]); "
                              f"got {data.X.shape[0]} copies for {trainer.members} members")
         strengths = _strengths_now(trainer, self.strengths, "text")
         epoch = trainer.state.epoch
-        rows = data.train[0] if data.train.shape[0] == 1 else None
-        for m in range(trainer.members):
+        for m, copy in enumerate(copies):
             mine = {k: v[m] for k, v in strengths.items() if v[m] > 0}
-            if not mine and m not in self._changed:
+            if not mine and copy not in self._changed:
                 continue  # this member's copy already holds the clean rows
+            at = data.train[0] if data.train.shape[0] == 1 else data.train[m]
+            clean = [self.texts[r] for r in at.tolist()]
             seed = mix_seed(trainer.model.random.seeds[m], TEXT_STREAM)
-            texts = augment_texts(self.texts, mine, seed=seed, epoch=epoch, synonyms=self.synonyms,
-                                  translator=self.translator) if mine else self.texts
-            feats = torch.as_tensor(self.featurize(texts), dtype=data.X.dtype, device=data.X.device)
-            at = rows if rows is not None else data.train[m]
-            data.X[m, at] = feats
-            (self._changed.add if mine else self._changed.discard)(m)
+            texts = augment_texts(clean, mine, seed=seed, epoch=epoch, synonyms=self.synonyms,
+                                  translator=self.translator) if mine else clean
+            feats = torch.as_tensor(np.asarray(self._featurizer(copy)(texts), dtype=np.float32),
+                                    dtype=data.X.dtype, device=data.X.device)
+            data.X[copy, at] = feats
+            (self._changed.add if mine else self._changed.discard)(copy)
         return False  # nothing to do per batch: the rows themselves changed
 
     def __call__(self, trainer, x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +100,6 @@ class TextAugmentEpoch:
     def keep_members_(self, index: torch.Tensor) -> None:
         keep = index.tolist()
         self.strengths = {k: [v[i] for i in keep] for k, v in self.strengths.items()}
-        self._changed = {new for new, old in enumerate(keep) if old in self._changed}
 
 
 class AudioAugmentBatch:
@@ -171,3 +181,11 @@ class FrontEnd(Population):
 
     def param_roles(self):
         return self.body.param_roles()
+
+
+class MemberLogMel(LogMel):
+    """`LogMel` whose standardization is per member: `mean` and `std` [M, 1, F] (cross-validation: each member's
+    fold's training rows). Waveforms [M, B, L] or shared [B, L] -> features [M, B, F]. The two are member
+    buffers, so compaction and the best-weight snapshot keep each member's own."""
+
+    member_buffers = ("mean", "std")
