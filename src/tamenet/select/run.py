@@ -12,6 +12,7 @@ import numpy as np
 from ..config import Recipe, to_dict
 from ..compress.distillation import refuse_in_cross_validation
 from ..compress.transfer_step import refuse_transfer_in_cross_validation
+from ..dist.data_parallel import this_rank_only
 from ..recipes import load_recipe
 from ..registry import lookup
 from ..track import RunDir
@@ -322,7 +323,8 @@ def search(
                                        spread=spread)
         if refit and (spread is None or spread.is_main):  # the best candidate on all the pool's rows (holdout for early stopping); the test split once
             refit_out = run_dir.path / "refit" if run_dir is not None else None
-            final = fit(candidate_recipe(recipe, rows[best], keys), out=refit_out)
+            with this_rank_only():  # under torchrun the refit is this process's alone, not a data-parallel fit
+                final = fit(candidate_recipe(recipe, rows[best], keys), out=refit_out)
             result["refit"] = {k: final.summary.get(k) for k in ("train", "val", "test", "best_epoch", "epochs_run")}
         result["wall_time_s"] = round(time.perf_counter() - started, 3)
     except BaseException as err:
