@@ -258,3 +258,24 @@ def test_every_torch_load_in_the_package_is_weights_only():
     assert calls, "expected the checkpoint reader's torch.load"
     assert all(safe for _, _, safe in calls), [c for c in calls if not c[2]]
     assert {file for file, _, _ in calls} == {"checkpoints.py"}  # the one reader every load goes through
+
+
+def test_a_module_file_may_hold_only_the_named_packages_modules(tmp_path):
+    """`read_weights_only(modules_of=...)` (tamenet shrink's whole-module files): torch.nn's modules load; a class
+    from anywhere else is refused by name before it is built."""
+    import argparse
+
+    from tamenet.checkpoints import read_weights_only
+
+    good = tmp_path / "good.pt"
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    torch.save({"module": net}, good)
+    back = read_weights_only(good, modules_of=("torch.nn.", "tamenet."))["module"]
+    x = torch.randn(4, 3)
+    assert torch.equal(back(x), net(x))
+    with pytest.raises(CheckpointError, match="Python objects"):
+        read_weights_only(good)  # without the allowance a module is refused as before
+    bad = tmp_path / "bad.pt"
+    torch.save({"module": net, "extra": argparse.Namespace(a=1)}, bad)
+    with pytest.raises(CheckpointError, match="argparse.Namespace"):
+        read_weights_only(bad, modules_of=("torch.nn.", "tamenet."))

@@ -185,7 +185,7 @@ def test_nested_estimate_stays_at_chance_on_random_labels_while_the_inner_best_i
     n = 150
     pool = Pool(rng.normal(size=(n, 10)).astype(np.float32), rng.integers(0, 2, size=n), "classification", 2,
                 "noise", 0)
-    monkeypatch.setattr(tamenet.select.run, "make_pool", lambda recipe: pool)
+    monkeypatch.setattr(tamenet.select.run, "make_pool", lambda recipe, **_: pool)
     raw = {**_raw(lr=0.02, epochs=20, batch_size="full", early_stopping={"restore_best": False}),
            "model": {"widths": [32]}, "data": {"name": "moons", "task": "classification"}}
     result = search(raw, grid=[f"seed={','.join(map(str, range(12)))}"], folds=3, nested=3, refit=False)

@@ -58,8 +58,14 @@ def load_checkpoint(path: str | Path, *, kind: str = "model") -> dict[str, Any]:
     return check_payload(read_weights_only(file), file, kind=kind)
 
 
-def read_weights_only(file: Path) -> Any:
-    """What `torch.load(weights_only=True)` reads from `file`, every failure turned into a `CheckpointError`."""
+def read_weights_only(file: Path, *, modules_of: tuple[str, ...] = ()) -> Any:
+    """What `torch.load(weights_only=True)` reads from `file`, every failure turned into a `CheckpointError`.
+
+    `modules_of` names packages (e.g. ``("torch.nn.", "tamenet.")``) whose classes the file may hold besides
+    tensors and plain containers (a whole `nn.Module` saved by `tamenet shrink`): each class the file names is
+    checked against them before anything is imported or built, then allowed for this one load only; a class from
+    anywhere else is refused. Nothing in the file can call code outside those packages' classes.
+    """
     if file.is_dir():
         raise CheckpointError(f"{file} is a directory, expected a checkpoint file")
     try:
@@ -73,7 +79,10 @@ def read_weights_only(file: Path) -> Any:
     try:
         with warnings.catch_warnings():  # torch's note on the pickle protocol of a file it cannot read anyway
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(file, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_classes_in(file, modules_of) if modules_of else []):
+                return torch.load(file, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except MemoryError:
         raise
     except pickle.UnpicklingError as err:
@@ -85,6 +94,21 @@ def read_weights_only(file: Path) -> Any:
         raise CheckpointError(_unreadable(file, size)) from err
     except Exception as err:  # torch.load fails in many ways on a cut-off or foreign file, OSError included
         raise CheckpointError(_unreadable(file, size)) from err
+
+
+def _classes_in(file: Path, packages: tuple[str, ...]) -> list[type]:
+    """The classes `file`'s pickle names beyond the weights-only defaults, each one of `packages`' nn.Modules."""
+    import importlib
+
+    classes = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(file):
+        module, _, attr = name.rpartition(".")
+        found = getattr(importlib.import_module(module), attr, None) if name.startswith(packages) else None
+        if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
+            raise CheckpointError(f"{file} holds {name}, expected only the modules of {', '.join(packages)}; "
+                                  "tamenet does not load it")
+        classes.append(found)
+    return classes
 
 
 def _unreadable(file: Path, size: int) -> str:

@@ -10,21 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import count
+from .cli import count, share
 
 UNITS = ("neurons", "channels", "blocks")
 IMPORTANCES = ("l1", "l2", "bn_gamma")
-
-
-def share_type(text: str) -> float:
-    """An argparse type: the share of units to remove, a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected the share of units to remove, a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected the share of units to remove, a number in [0, 1), got {value:g}")
-    return value
 
 
 def positive_float(text: str) -> float:
@@ -46,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                         "it on the run's training rows, and save it as one file that rebuilds the "
                                         "smaller model (tamenet.compress.structured.load_shrunk reads it).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by tamenet train")
-    parser.add_argument("--share", type=share_type, required=True, metavar="S",
+    parser.add_argument("--share", type=share, required=True, metavar="S",
                         help="the share of units to remove in every layer, in [0, 1) (blocks: of the removable blocks)")
     parser.add_argument("--unit", choices=UNITS, default="neurons",
                         help="neurons: hidden units of dense layers; channels: convolution channels; "

@@ -27,10 +27,12 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..checkpoints import read_weights_only
 from ..extras import require
 from .ptq import median_batch_seconds
 
@@ -119,11 +121,11 @@ def saved_bytes(model: nn.Module) -> int:
 def load_deployed(plain: nn.Module, fmt: str, file: str | os.PathLike) -> nn.Module:
     """A deployment file written by `tamenet quantize --format` read back: the exported member `plain`
     (`TrainedModel.to_torch(K)` without preprocessing: `export_member(model, K)`) made into `fmt`, its
-    tensors replaced by the file's (`load_state_dict(assign=True)`). The file holds torchao tensor classes
-    for int8, so it is read with `weights_only=False`: read only files you wrote."""
+    tensors replaced by the file's (`load_state_dict(assign=True)`), read weights-only (torchao's int8 tensor
+    classes are registered as safe by torchao itself)."""
     model = deploy_model(plain, fmt)
-    with _quiet_import():
-        state = torch.load(file, weights_only=False)
+    with _quiet_import():  # torchao's import registers its tensor classes as safe for weights-only loading
+        state = read_weights_only(Path(file))
     model.load_state_dict(state, assign=True)
     return model.eval()
 

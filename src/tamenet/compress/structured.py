@@ -58,6 +58,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoints import CheckpointError, read_weights_only
+
 UNITS: dict[str, str] = {
     "neurons": "hidden units of the dense layers (nn.Linear), the output layer kept",
     "channels": "output channels of the convolutions (nn.Conv1d / nn.Conv2d)",
@@ -383,7 +385,8 @@ def save_shrunk(path, module: nn.Module, info: dict[str, Any]) -> None:
 
 
 def load_shrunk(path) -> tuple[nn.Module, dict[str, Any]]:
-    """(module, info) back from `save_shrunk`. The file is a pickle: load only files you trust."""
+    """(module, info) back from `save_shrunk`: read weights-only, the file's classes limited to torch.nn's and
+    tamenet's modules (`checkpoints.read_weights_only`)."""
     from pathlib import Path
 
     file = Path(path)
@@ -391,9 +394,9 @@ def load_shrunk(path) -> tuple[nn.Module, dict[str, Any]]:
         raise FileNotFoundError(f"{file}: expected a model file written by tamenet shrink, got "
                                 f"{'a directory' if file.is_dir() else 'nothing there'}")
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a file that is not ours
-        raise ValueError(f"{file}: not a model file written by tamenet shrink ({type(err).__name__})") from None
+        payload = read_weights_only(file, modules_of=("torch.nn.", "tamenet."))
+    except CheckpointError as err:
+        raise ValueError(f"{file}: not a model file written by tamenet shrink ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != "tamenet-shrunk":
         raise ValueError(f"{file}: not a model file written by tamenet shrink")
     return payload["module"], payload["info"]
