@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig, RecipeError
 from ..nn import Conv, Dropout, MemberRandom, global_avg_pool, make_activation
 from .base import ParamRole, Population
-from .convnets import _init_layers, _norm_factory, check_input_shape, conv_roles, norm_roles
+from .convnets import _check_conv_keys, _init_layers, _norm_factory, check_input_shape, conv_roles, norm_roles
 from .options import common_model_args
 
 
@@ -107,13 +107,9 @@ class FCN(Population):
 
 
 def build_fcn(cfg: ModelConfig, *, n_in: int, n_out: int, seeds: list[int]) -> FCN:
-    if not cfg.channels or any(c < 1 for c in cfg.channels):
-        raise RecipeError(f"model.channels: expected a non-empty list of positive integers, got {cfg.channels}")
-    if isinstance(cfg.kernel_size, list) or isinstance(cfg.stride, list) or cfg.stride != 1:
-        raise RecipeError(f"model.kernel_size / model.stride: kind 'fcn' takes one odd kernel size and stride 1 "
-                          f"(its outputs keep every position), got kernel_size {cfg.kernel_size}, stride {cfg.stride}")
-    if cfg.kernel_size % 2 == 0:
-        raise RecipeError(f"model.kernel_size: expected an odd size (padding k // 2 keeps the positions), got {cfg.kernel_size}")
+    _check_conv_keys(cfg, lists=False)  # channels, one odd kernel size
+    if cfg.stride != 1:
+        raise RecipeError(f"model.stride: kind 'fcn' takes stride 1 (its outputs keep every position), got {cfg.stride}")
     if cfg.head_widths:
         raise RecipeError(f"model.head_widths: kind 'fcn' has no dense layers, got {cfg.head_widths}; leave it empty")
     return FCN(

@@ -82,21 +82,12 @@ class Step:
         """Train every member on its batch (x, y) with learning rates lr [M]; returns (outputs, loss [M])."""
         if self.precision is not None:
             return self._mixed(trainer, x, y, lr)
-        for piece in self._acting["augment"]:
-            x, y = piece(trainer, x, y)
-        for transform in self._acting["inputs"]:
-            x = transform(trainer, x)
-        parallel = getattr(trainer, "parallel", None)  # data-parallel training: the forward pass through DDP
-        out = trainer.model(x) if parallel is None else parallel.forward(trainer, x)
+        x, y = self._inputs(trainer, x, y)
+        out = self._forward(trainer, x)
         loss = self.loss(trainer, out, y)
-        for role in trainer.roles:
-            role.param.grad = None
+        self._clear_gradients(trainer)
         loss.sum().backward()
-        for transform in self._acting["gradients"]:
-            transform(trainer)
-        trainer.optimizer.step(lr)
-        for projection in self._acting["projections"]:
-            projection(trainer, lr)
+        self._update(trainer, lr)
         return out, loss
 
     def _mixed(self, trainer: "Trainer", x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,32 +96,49 @@ class Step:
         from .precision import restore_members_, snapshot_members
 
         mixed = self.precision
-        for piece in self._acting["augment"]:
-            x, y = piece(trainer, x, y)
-        for transform in self._acting["inputs"]:
-            x = transform(trainer, x)
-        parallel = getattr(trainer, "parallel", None)  # data-parallel training (tamenet.dist): the forward through DDP
+        x, y = self._inputs(trainer, x, y)
         with mixed.forward_context():
-            out = trainer.model(x) if parallel is None else parallel.forward(trainer, x)
+            out = self._forward(trainer, x)
             loss = self.loss(trainer, out, y)
         out, loss = out.float(), loss.float()
-        for role in trainer.roles:
-            role.param.grad = None
+        self._clear_gradients(trainer)
         scaler = mixed.scaler
         (loss.sum() if scaler is None else scaler.scale_loss(loss)).backward()
         finite = scaler.unscale_(trainer.roles) if scaler is not None else None
         skips = finite is not None and not bool(finite.all())  # one host read per fp16 step, as GradScaler's
         saved = snapshot_members(trainer) if skips else None
-        for transform in self._acting["gradients"]:
-            transform(trainer)
-        trainer.optimizer.step(lr)
-        for projection in self._acting["projections"]:
-            projection(trainer, lr)
+        self._update(trainer, lr)
         if saved is not None:
             restore_members_(saved, ~finite)
         if scaler is not None:
             scaler.update_(finite)
         return out, loss
+
+    def _inputs(self, trainer: "Trainer", x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch after augmentation and the input transforms."""
+        for piece in self._acting["augment"]:
+            x, y = piece(trainer, x, y)
+        for transform in self._acting["inputs"]:
+            x = transform(trainer, x)
+        return x, y
+
+    @staticmethod
+    def _forward(trainer: "Trainer", x: torch.Tensor) -> torch.Tensor:
+        parallel = getattr(trainer, "parallel", None)  # data-parallel training (tamenet.dist): the forward through DDP
+        return trainer.model(x) if parallel is None else parallel.forward(trainer, x)
+
+    @staticmethod
+    def _clear_gradients(trainer: "Trainer") -> None:
+        for role in trainer.roles:
+            role.param.grad = None
+
+    def _update(self, trainer: "Trainer", lr: torch.Tensor) -> None:
+        """Gradient transforms, the optimizer's step at lr [M], then the projections."""
+        for transform in self._acting["gradients"]:
+            transform(trainer)
+        trainer.optimizer.step(lr)
+        for projection in self._acting["projections"]:
+            projection(trainer, lr)
 
 
 def build_step(recipe: Recipe, *, image_shape: tuple[int, ...] | None = None) -> Step:
