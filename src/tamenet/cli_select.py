@@ -10,7 +10,7 @@ from .cli import LazyChoices, count, share
 from .cli_train import DEVICE_HELP, check_out, default_out, device_overrides
 from .cli_report import add_no_report, after_job
 from .dist.group import DEFAULT_TIMEOUT_S, join, leave, ranks_from_env
-from .dist.launch import DistributedError, check_nproc, relaunch
+from .dist.launch import DistributedError, check_nproc, gpu_count, relaunch
 from .select.options import BATCH, MAX_SPLITS, MEMORY_ENV, PRUNERS, SAMPLERS, STOP_SHARE, STUDY_NAME, check_spread
 
 
@@ -100,17 +100,15 @@ def run(args: argparse.Namespace) -> int:
     check_spread(processes=max(args.nproc or 1, ranks.world_size if ranks else 1), trials=trials is not None,
                  storage=getattr(args, "storage", None), study_name=getattr(args, "study_name", None),
                  halving=bool(args.halving), nested=getattr(args, "nested", None) is not None)
-    if ranks is None and (args.nproc or 1) > 1:  # this machine's processes, under torchrun
-        cuda = light.train.device == "cuda"
-        gpus = _gpus() if cuda else 0
-        check_nproc(args.nproc, device="cuda" if cuda else "cpu", gpus=gpus)
-        argv = _command_line(args)
-        out = check_out(Path(args.out)) if args.out else default_out(run_name(light, args.command))
-        return relaunch(args.nproc, argv if args.out else [*argv, "--out", str(out)])
     main = ranks is None or ranks.is_main
     out = None
     if main:
         out = check_out(Path(args.out)) if args.out else default_out(run_name(light, args.command))
+    if ranks is None and (args.nproc or 1) > 1:  # this machine's processes, under torchrun
+        cuda = light.train.device == "cuda"
+        check_nproc(args.nproc, device="cuda" if cuda else "cpu", gpus=gpu_count() if cuda else 0)
+        argv = _command_line(args)
+        return relaunch(args.nproc, argv if args.out else [*argv, "--out", str(out)])
 
     from .allocator import keep_freed_memory
     from .devices import check_training
@@ -184,12 +182,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wall time {result['wall_time_s']:.1f} s; run directory: {result['run_dir']}")
     after_job(args, result.get("run_dir"))
     return 0
-
-
-def _gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _join(ranks, device: str, timeout_s: float):

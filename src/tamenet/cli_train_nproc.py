@@ -13,9 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-CPP_LOG_LEVEL = "FATAL"
-"""TORCH_CPP_LOG_LEVEL for the processes of a job: c10d's C++ logger would print pages of retries and stack traces
-for a rendezvous that fails, before the one line that says what happened (set before torch loads)."""
+from .dist.launch import CPP_LOG_LEVEL
 
 
 def _device_name(args: argparse.Namespace, light: Any) -> str:
@@ -44,21 +42,14 @@ def child_argv(args: argparse.Namespace, out: Path | None) -> list[str]:
 def launch(args: argparse.Namespace, out: Path | None, light: Any) -> int:
     """Check --nproc (before torch loads), then run the job on that many processes; its exit code."""
     from .dist.group import ranks_from_env
-    from .dist.launch import DistributedError, check_nproc, relaunch
+    from .dist.launch import DistributedError, check_nproc, gpu_count, relaunch
 
     if ranks_from_env() is not None:
         raise DistributedError("--nproc: this process is already one of a torchrun job; expected either torchrun "
                                "or --nproc, not both")
     device = _device_name(args, light)
-    gpus = 0
-    if device == "cuda":
-        import torch
-
-        gpus = torch.cuda.device_count()
-    check_nproc(args.nproc, device=device, gpus=gpus)
-    env = dict(os.environ)
-    env.setdefault("TORCH_CPP_LOG_LEVEL", CPP_LOG_LEVEL)
-    return relaunch(args.nproc, child_argv(args, out), env=env)
+    check_nproc(args.nproc, device=device, gpus=gpu_count() if device == "cuda" else 0)
+    return relaunch(args.nproc, child_argv(args, out))
 
 
 def join_job(ranks: Any, args: argparse.Namespace, light: Any) -> None:

@@ -19,6 +19,11 @@ from typing import Sequence
 from ..errors import UserError
 
 
+CPP_LOG_LEVEL = "FATAL"
+"""TORCH_CPP_LOG_LEVEL for the processes of a job: c10d's C++ logger would print pages of retries and stack traces
+for a rendezvous that fails, before the one line that says what happened (read when torch loads)."""
+
+
 class DistributedError(UserError):
     """A distributed job that cannot start or that lost a process: one line, exit code 2."""
 
@@ -48,6 +53,13 @@ def check_nproc(nproc: int, *, device: str = "cpu", gpus: int = 0) -> int:
         raise DistributedError(f"--nproc {nproc}: one process per CPU core, and this machine has {cores} core(s) "
                                f"available; expected --nproc 1 to {cores}")
     return nproc
+
+
+def gpu_count() -> int:
+    """The GPUs PyTorch sees (imports torch: call it only when the job trains on cuda)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:
@@ -85,6 +97,7 @@ def relaunch(nproc: int, argv: Sequence[str], *, env: dict[str, str] | None = No
 
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("OMP_NUM_THREADS", "1")  # one core per process (check_nproc); torchrun would say so too
+    child_env.setdefault("TORCH_CPP_LOG_LEVEL", CPP_LOG_LEVEL)
     saved_env = dict(os.environ)
     elastic = logging.getLogger("torch.distributed.elastic")
     saved_level = elastic.level
