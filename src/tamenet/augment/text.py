@@ -55,22 +55,22 @@ def replace_synonyms(text: str, p: float, rng: random.Random, synonyms: Mapping[
     return _WORD.sub(swap, text)
 
 
+def _drop_each(text: str, parts: list[str], p: float, rng: random.Random) -> str:
+    """`text`'s parts, each dropped with probability p, joined by spaces; one drawn part stays when none is kept."""
+    if len(parts) <= 1 or p <= 0:
+        return text
+    kept = [part for part in parts if rng.random() >= p]
+    return " ".join(kept) if kept else rng.choice(parts)
+
+
 def delete_words(text: str, p: float, rng: random.Random) -> str:
     """Each white-space separated word dropped with probability p; at least one word stays."""
-    words = text.split()
-    if len(words) <= 1 or p <= 0:
-        return text
-    kept = [w for w in words if rng.random() >= p]
-    return " ".join(kept) if kept else rng.choice(words)
+    return _drop_each(text, text.split(), p, rng)
 
 
 def delete_sentences(text: str, p: float, rng: random.Random) -> str:
     """Each sentence dropped with probability p; at least one stays."""
-    sentences = split_sentences(text)
-    if len(sentences) <= 1 or p <= 0:
-        return text
-    kept = [s for s in sentences if rng.random() >= p]
-    return " ".join(kept) if kept else rng.choice(sentences)
+    return _drop_each(text, split_sentences(text), p, rng)
 
 
 def shuffle_sentences(text: str, p: float, rng: random.Random) -> str:
