@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .blas import use_strict_gemm
 from .lazy import lazy_attributes
+
+use_strict_gemm()  # before the process's first matrix product: member m's products then do not depend on the population
 
 __version__ = "0.1.0"
 
