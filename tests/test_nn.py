@@ -141,33 +141,97 @@ def test_linear_without_bias_equals_functional_linear():
         torch.testing.assert_close(layer(x[0])[m], F.linear(x[0], layer.weight[m].T))
 
 
+@pytest.mark.parametrize("n_out", [1, 10, 15, 16], ids=lambda n: f"out{n}")
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("shared", [True, False], ids=["shared_BF", "per_member_MBF"])
-def test_narrow_output_at_inference_takes_the_padded_gemm_with_the_same_values(shared, bias, monkeypatch):
-    """10 outputs over NARROW_ROWS rows per member without gradients: the padded GEMM (`Linear._padded`)
-    gives F.linear's values per member; with gradients, or fewer rows, the plain batched matmul runs."""
-    from tamenet.nn.layers import NARROW_ROWS
+def test_narrow_layer_values_and_gradients_equal_the_plain_batched_matmul(shared, bias, n_out):
+    """Under NARROW outputs the layer takes `NarrowProduct` (transposed products); its outputs and its gradients for
+    x, W and b equal autograd through the plain `baddbmm` to float32 rounding, the weight gradient in W's own layout.
+    At 16 outputs the plain product runs: the same bits as baddbmm."""
+    from tamenet.nn.layers import NARROW
 
     torch.manual_seed(0)
-    layer = Linear(3, 7, 10, bias=bias)
+    layer = Linear(4, 33, n_out, bias=bias)
     with torch.no_grad():
         layer.weight.normal_()
         if bias:
             layer.bias.normal_()
-    x = torch.randn(NARROW_ROWS, 7) if shared else torch.randn(3, NARROW_ROWS, 7)
-    calls = []
-    padded = Linear._padded
-    monkeypatch.setattr(Linear, "_padded", lambda self, *a: calls.append(1) or padded(self, *a))
+    x = (torch.randn(70, 33) if shared else torch.randn(4, 70, 33)).requires_grad_(True)
+    upstream = torch.randn(4, 70, n_out)
+    y = layer(x)
+    (y * upstream).sum().backward()
+
+    ref_w = layer.weight.detach().clone().requires_grad_(True)
+    ref_b = layer.bias.detach().clone().requires_grad_(True) if bias else None
+    ref_x = x.detach().clone().requires_grad_(True)
+    xm = ref_x.expand(4, *ref_x.shape) if shared else ref_x
+    ref_y = torch.baddbmm(ref_b.unsqueeze(1), xm, ref_w) if bias else torch.bmm(xm, ref_w)
+    (ref_y * upstream).sum().backward()
+    if n_out >= NARROW:
+        assert torch.equal(y, ref_y) and torch.equal(layer.weight.grad, ref_w.grad)
+    torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.weight.grad, ref_w.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-5, atol=1e-5)
+    if bias:
+        torch.testing.assert_close(layer.bias.grad, ref_b.grad, rtol=1e-5, atol=1e-5)
+    assert layer.weight.grad.is_contiguous()  # W's layout: the optimizer's in-place ops run dense
     with torch.no_grad():
+        assert torch.equal(layer(x), y)  # inference takes the same product as training
+
+
+def test_narrow_product_backward_passes_gradcheck_in_float64():
+    """`NarrowProduct.backward` against finite differences (float64), with and without a bias, x per member or shared."""
+    from tamenet.nn.layers import NarrowProduct
+
+    torch.manual_seed(0)
+    w = torch.randn(3, 6, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    shared = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(NarrowProduct.apply, (x, w, b))
+    assert torch.autograd.gradcheck(NarrowProduct.apply, (x, w, None))
+    assert torch.autograd.gradcheck(lambda s, w, b: NarrowProduct.apply(s.expand(3, 7, 6), w, b), (shared, w, b))
+
+
+@pytest.mark.parametrize("rows, n_in, n_out", [(37, 64, 10), (14, 256, 10), (7, 5, 1), (64, 64, 256), (32, 256, 256)],
+                         ids=lambda v: str(v))
+def test_a_chunk_of_members_gets_the_populations_bits(rows, n_in, n_out):
+    """The contract at the layer: the members of any chunk of a population of 18 (one member alone included) get,
+    bit for bit, the outputs and gradients they get inside the population. Without MKL's strict mode
+    (`tamenet.blas`) the (37, 64, 10) layer's members 9-17 alone differed from the same members among 18."""
+    torch.manual_seed(0)
+    x, upstream = torch.randn(18, rows, n_in), torch.randn(18, rows, n_out)
+
+    def run(first: int, last: int):
+        layer = Linear(last - first, n_in, n_out)
+        with torch.no_grad():
+            layer.weight.copy_(weight[first:last])
+            layer.bias.copy_(bias[first:last])
+        xs = x[first:last].clone().requires_grad_(True)
+        y = layer(xs)
+        (y * upstream[first:last]).sum().backward()
+        return y.detach(), layer.weight.grad, layer.bias.grad, xs.grad
+
+    weight, bias = torch.randn(18, n_in, n_out), torch.randn(18, n_out)
+    whole = run(0, 18)
+    for first, last in [(0, 1), (9, 18), (3, 5), (17, 18), (1, 18)]:
+        for got, want in zip(run(first, last), whole):
+            assert torch.equal(got, want[first:last]), (first, last)
+
+
+def test_narrow_layer_under_autocast_takes_the_plain_product_and_trains():
+    """Under autocast (bf16 on the CPU) the narrow layer takes the plain product, which autocast casts: the output is
+    bf16 and the backward reaches the float32 weight (a custom function would see mixed dtypes there)."""
+    torch.manual_seed(0)
+    layer = _linear(members=2, n_in=8, n_out=3)
+    x = torch.randn(2, 6, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(x)
-    assert calls == [1]
-    for m in range(3):
-        ym = F.linear(x if shared else x[m], layer.weight[m].T, layer.bias[m] if bias else None)
-        torch.testing.assert_close(y[m], ym, rtol=1e-5, atol=1e-5)
-    layer(x)  # with gradients: the plain path
-    with torch.no_grad():
-        layer(x[..., : NARROW_ROWS - 1, :])  # one row fewer: the plain path
-    assert calls == [1]
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32 and torch.isfinite(layer.weight.grad).all()
+    ref = torch.baddbmm(layer.bias.unsqueeze(1), x, layer.weight)
+    torch.testing.assert_close(y.float(), ref, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize(

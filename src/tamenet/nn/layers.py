@@ -1,7 +1,8 @@
 """Population layers: parameters carry a leading member axis [M, ...]; activations are [M, B, ...].
 
-A dense layer is one batched matmul; when every member sees the same input batch ([B, F]) it is
-a single GEMM against all members' weights side by side.
+A dense layer is one batched matmul (on the CPU a narrow one, under 16 outputs, computes it transposed:
+`NarrowProduct`); when every member sees the same input batch ([B, F]) it is a broadcast view of that batch,
+not a copy.
 """
 
 from __future__ import annotations
@@ -13,10 +14,58 @@ from ..registry import lookup
 from .random import MemberRandom
 
 
-NARROW_PAD = 16
-"""Inference pads an output width that is not a multiple of this with zero columns (see `Linear._padded`)."""
-NARROW_ROWS = 1024
-"""... when a member's batch has at least this many rows (below, the padding costs more than it saves)."""
+NARROW = 16
+"""On the CPU a dense layer with fewer outputs than this (10 classes, one regression value) computes its products
+transposed (`NarrowProduct`): its forward and backward 1.6-2.5x faster than the plain batched matmul's for
+populations, 0.8x for a population of one; from 16 outputs on the plain one is as fast or faster (bench/README.md,
+"`bench_narrow.py`: the narrow output layer"). Not measured on a GPU, where the plain product stays. 0 turns it off."""
+
+
+class NarrowProduct(torch.autograd.Function):
+    """`x @ W + b` for a narrow W [M, in, out] (out < NARROW), each product in the layout a GEMM runs fast in.
+
+    Forward: `(W^T x^T + b)^T`, the [M, out, B] product copied into the plain layer's [M, B, out]. Backward: the
+    input gradient `g W^T` as the plain layer computes it, the weight gradient `(g^T x)^T` copied into W's own
+    layout, the bias gradient `g.sum(1)`. With out < 16 the plain `x W` and `x^T g` leave the GEMM's fast axis
+    mostly empty. The values are the plain layer's up to float32 rounding (another summation order); member m's
+    are the same bits whatever the population around it (tests/test_nn.py, with MKL's strict mode: `tamenet.blas`).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return narrow_product(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = _batched(torch.bmm, grad.transpose(1, 2), x).transpose(1, 2).contiguous()
+        grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def narrow_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`NarrowProduct`'s forward without autograd: x [M, B, in], W [M, in, out], b [M, out] -> [M, B, out]."""
+    wt, xt = weight.transpose(1, 2), x.transpose(1, 2)
+    out = _batched(torch.bmm, wt, xt) if bias is None else _batched(torch.baddbmm, bias.unsqueeze(2), wt, xt)
+    # copied back to the plain layer's layout (a few kB per member), so every later operation and its backward see
+    # what they saw before: with the transposed view, member 16 of 18 and the same member in a chunk of 9 trained
+    # apart by 3e-8 in tests/test_dsearch.py (the operation that rounded differently was not pinned down)
+    return out.transpose(1, 2).contiguous()
+
+
+def _batched(product, *operands: torch.Tensor) -> torch.Tensor:
+    """`product(*operands)` over the member axis, a population of one included: for a batch of one, PyTorch calls the
+    BLAS's single GEMM, which rounds these transposed products differently from its batched GEMM, so one member
+    is computed as a batch of two (the same member twice, a broadcast view) and the copy dropped. Member m then
+    gets the same bits alone as in any population (the contract: member m == its separate run)."""
+    if operands[-1].shape[0] != 1:
+        return product(*operands)
+    return product(*(t.expand(2, *t.shape[1:]) for t in operands))[:1]
 
 
 class Linear(nn.Module):
@@ -47,21 +96,13 @@ class Linear(nn.Module):
         if x.dim() == 2:  # one batch shared by all members: a broadcast view, no copy
             x = x.expand(self.members, *x.shape)
         weight = self.weight if self.plain else self.effective_weight()
-        narrow = self.out_features % NARROW_PAD
-        if narrow and x.shape[1] >= NARROW_ROWS and not torch.is_grad_enabled():
-            return self._padded(x, weight)
-        if self.bias is None:
+        if self.out_features < NARROW and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+            if torch.is_grad_enabled():
+                return NarrowProduct.apply(x, weight, self.bias)
+            return narrow_product(x, weight, self.bias)  # the same forward, without autograd's bookkeeping
+        if self.bias is None:  # (under autocast the plain product, which autocast knows how to cast)
             return torch.bmm(x, weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, weight)
-
-    def _padded(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Inference with a narrow output (e.g. 10 classes): the weights padded with zero columns to a
-        multiple of NARROW_PAD, then the extra outputs cut off. The same values up to rounding; the GEMM runs about
-        twice as fast for 10 outputs on a CPU (e.g. the output layer over Monte-Carlo dropout's tiled rows)."""
-        extra = NARROW_PAD - self.out_features % NARROW_PAD
-        wide = torch.nn.functional.pad(weight, (0, extra))
-        out = torch.bmm(x, wide)[..., : self.out_features]
-        return out if self.bias is None else out + self.bias.unsqueeze(1)
 
     def set_weight_transforms(
         self,
@@ -293,6 +334,6 @@ def make_activation(name: str, *, slope: float = 0.01) -> nn.Module:
 
 
 __all__ = [
-    "ACTIVATIONS", "DROPOUT_MODES", "DropConnect", "Dropout", "GaussianNoise", "Linear", "add_noise", "dropout",
-    "dropout_masked", "dropout_test", "make_activation", "tile",
+    "ACTIVATIONS", "DROPOUT_MODES", "DropConnect", "Dropout", "GaussianNoise", "Linear", "NarrowProduct", "add_noise",
+    "dropout", "dropout_masked", "dropout_test", "make_activation", "tile",
 ]
