@@ -139,27 +139,69 @@ def test_halving_is_refused_over_ranks():
 # ================================================================== two real processes (gloo, torchrun)
 
 
-def test_search_on_two_processes_equals_the_one_process_search_and_only_rank_0_writes(tmp_path, monkeypatch):
-    raw = {**RAW, "penalty": {"l2": 0.0}, "seed": 1}
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    argv = ["search", "r.yaml", "--grid", "penalty.l2=0,0.03,0.3", "--grid", "seed=1,2", "--folds", "3",
-            "--nproc", "2", "--out", "two", "--no-report"]
-    done = subprocess.run([sys.executable, "-m", "tamenet", *argv], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "spread over 2 processes" in done.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml", "two"]  # rank 1 wrote nothing, anywhere
-    monkeypatch.chdir(tmp_path)
-    one = search(raw, grid=["penalty.l2=0,0.03,0.3", "seed=1,2"], folds=3, out="one")
-    two = json.loads((tmp_path / "two" / "search.json").read_text())
+SPREAD_RAW = {**RAW, "penalty": {"l2": 0.0}, "seed": 1}
+SPREAD_ARGV = ["search", "r.yaml", "--grid", "penalty.l2=0,0.03,0.3", "--grid", "seed=1,2", "--folds", "3", "--out", "two",
+               "--no-report"]
+
+
+@pytest.fixture(scope="module")
+def one_process_search(tmp_path_factory, one_thread):
+    """The reference: the same search in this process, one population (6 candidates x 3 folds)."""
+    folder = tmp_path_factory.mktemp("one")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return search(SPREAD_RAW, grid=["penalty.l2=0,0.03,0.3", "seed=1,2"], folds=3, out="one")
+    finally:
+        os.chdir(cwd)
+
+
+def _same_search(two: dict, one: dict) -> None:
     assert two["processes"] == 2 and two["memory"]["chunks"] == [2] and one["memory"]["chunks"] == [1]
     assert two["candidates"] == json.loads(json.dumps(one["candidates"]))  # every score, bit for bit
     assert two["best"]["candidate"] == one["best"]["candidate"]
     assert len({row["cv_accuracy_mean"] for row in one["candidates"]}) > 1  # a choice that could differ
     assert two["refit"] == json.loads(json.dumps(one["refit"]))
+
+
+def test_search_on_two_processes_equals_the_one_process_search_and_only_rank_0_writes(tmp_path, one_process_search):
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(SPREAD_RAW))
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "tamenet", *SPREAD_ARGV, "--nproc", "2"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "spread over 2 processes" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml", "two"]  # rank 1 wrote nothing, anywhere
+    _same_search(json.loads((tmp_path / "two" / "search.json").read_text()), one_process_search)
     assert (tmp_path / "two" / "refit").is_dir() and json.loads((tmp_path / "two" / "status.json").read_text())[
         "state"] == "finished"
+
+
+def test_two_torchrun_agents_meet_at_the_rendezvous_as_two_machines_would(tmp_path, one_process_search):
+    """docs/scaling.md's several-machine command, with two "machines" on this one: two torchrun agents started
+    apart, `--nnodes 2 --nproc-per-node 1`, c10d's rendezvous at 127.0.0.1, each in its own folder with its own copy
+    of the recipe. They find each other, the search equals the one-process search, and only the folder of the
+    agent that got rank 0 holds the run directory."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    agents = []
+    for node in ("machine0", "machine1"):
+        (tmp_path / node).mkdir()
+        (tmp_path / node / "r.yaml").write_text(yaml.safe_dump(SPREAD_RAW))
+        agents.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend",
+             "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-machines", "--rdzv-conf",
+             "read_timeout=30,join_timeout=60", "-m", "tamenet", *SPREAD_ARGV],
+            cwd=tmp_path / node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for agent in agents:
+        _, err = agent.communicate(timeout=300)
+        assert agent.returncode == 0, err[-3000:]
+    written = [node for node in ("machine0", "machine1") if (tmp_path / node / "two").exists()]
+    assert len(written) == 1, written  # rank 0's machine only
+    assert sorted(p.name for p in (tmp_path / ({"machine0", "machine1"} - set(written)).pop()).iterdir()) == ["r.yaml"]
+    _same_search(json.loads((tmp_path / written[0] / "two" / "search.json").read_text()), one_process_search)
 
 
 # ================================================================== Optuna storage
