@@ -3,8 +3,9 @@
 Every `.venv/bin/tamenet ...` line of its bash blocks runs in-process (`tamenet.cli.main`), shortened as the
 README itself says for training commands (`--set train.epochs=1`; `--set model.widths=[16]` for the default
 job, `--set data.n_samples=400` for mnist1d; for cv and search also `--folds 2`, `--trials 4`, `--nested 2`);
-`tamenet serve`, which runs until stopped, is left to tests/test_serve.py; `../shared/data/` is the project's
-shared data folder or, where it is absent, a small stand-in of the same format (with a warning).
+`tamenet serve` and `tamenet study-server`, which run until stopped, are left to tests/test_serve.py and
+tests/test_study_storage.py; `../shared/data/` is the project's shared data folder or, where it is absent, a
+small stand-in of the same format (with a warning).
 Then the Python block runs as written. The default job's parameter count printed in the README is checked
 against the model the default recipe builds (its other figures come from bench/readme_figures.py)."""
 
@@ -33,7 +34,7 @@ def readme_commands() -> list[list[str]]:
 
 
 TRAINING = ("train", "cv", "search")
-LONG_RUNNING = ("serve",)
+LONG_RUNNING = ("serve", "study-server")
 SHARED = ROOT.parent / "shared" / "data"
 
 

@@ -13,6 +13,7 @@
     tamenet export RUN_DIR --format pt|onnx [--member K] [--out FILE]
     tamenet quantize RUN_DIR --bits B [--per-channel] [--symmetric] [--activations] [--out DIR] [--format F]
     tamenet serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--token T]
+    tamenet study-server --storage DATABASE_URL [--host 127.0.0.1] [--port 13000]
 
 A user mistake ends with one line on stderr and exit code 2 (`--debug` shows the traceback); what
 counts as one is decided by type in `tamenet.errors` (ValueError, TypeError, OSError, YAML errors,
@@ -60,6 +61,7 @@ COMMANDS: dict[str, str] = {
     "quantize": "cli_quantize",
     "distill": "cli_distill",
     "serve": "cli_serve",
+    "study-server": "cli_study_server",
 }
 """Command -> the module of this package that defines it (`add_parser(sub)`, `run(args)`), in --help order."""
 

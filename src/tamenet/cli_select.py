@@ -153,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     memory = result["memory"]
     chunks = memory["chunks"] if isinstance(memory["chunks"], list) else [memory["chunks"]]
     needed = f"about {format_size(memory['needed'])} needed" if memory["needed"] else "not estimated (one member)"
-    if max(chunks) > 1:
+    if not chunks:  # a process that found the shared study already holding its --trials
+        print("memory: no population trained here: other processes ran every trial of the study")
+    elif max(chunks) > 1:
         print(f"memory: {needed}, budget {format_size(memory['budget'])}: "
               f"trained in chunks of up to {memory['chunk_size']} members ({sum(chunks)} chunks)")
     else:

@@ -44,28 +44,49 @@ PRUNERS = {
 """Pruner name -> factory(epochs): `median` stops a trial whose best score so far is below the median
 of the completed trials' scores at the same epoch (after a warm-up of a tenth of the epochs)."""
 
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
-"""Database URLs an Optuna storage accepts (SQLAlchemy's, with an optional ``+driver``: ``postgresql+psycopg2``)."""
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql", "journal", "grpc")
+"""URLs an Optuna storage accepts: SQLAlchemy's database URLs (with an optional ``+driver``: ``postgresql+psycopg2``);
+``journal:///FILE``, Optuna's journal file (safe on a network file system, where sqlite is not); and
+``grpc://HOST:PORT``, a `tamenet study-server` (Optuna's gRPC storage proxy) in front of a database."""
+
+STUDY_SERVER_PORT = 13000
+"""The port `tamenet study-server` listens on by default (Optuna's own default for its gRPC proxy)."""
 
 
 def check_storage(url: str) -> str:
-    """`url` if it reads as an Optuna storage URL (``sqlite:///study.db`` or a database server's
-    ``postgresql://user:password@host/db``) whose sqlite folder exists; else a one-line `ValueError`."""
+    """`url` if it reads as an Optuna storage URL (``sqlite:///study.db``, a database server's
+    ``postgresql://user:password@host/db``, a journal file's ``journal:///study.log``, a study server's
+    ``grpc://host:13000``) whose file's folder exists; else a one-line `ValueError`."""
     import os
     import re
 
     match = re.fullmatch(r"([a-z]+)(\+\w+)?://(.*)", url)
     if match is None or match.group(1) not in STORAGE_SCHEMES:
         raise ValueError(f"--storage: expected a database URL such as sqlite:///study.db or "
-                         f"postgresql://user:password@host/db ({', '.join(STORAGE_SCHEMES)}), got {url!r}")
-    if match.group(1) == "sqlite":
+                         f"postgresql://user:password@host/db, a journal file journal:///study.log, or a study "
+                         f"server's grpc://HOST:PORT ({', '.join(STORAGE_SCHEMES)}), got {url!r}")
+    if match.group(1) == "grpc":
+        grpc_address(url)
+    if match.group(1) in ("sqlite", "journal"):
+        kind = match.group(1)
         if not match.group(3).startswith("/") or match.group(3) in ("/", "/:memory:"):
-            raise ValueError(f"--storage: a shared sqlite study is a file, sqlite:///FILE (relative) or "
-                             f"sqlite:////ABSOLUTE/FILE, got {url!r}")
+            raise ValueError(f"--storage: a shared {kind} study is a file, {kind}:///FILE (relative) or "
+                             f"{kind}:////ABSOLUTE/FILE, got {url!r}")
         folder = os.path.dirname(match.group(3)[1:]) or "."
         if not os.path.isdir(folder):
             raise ValueError(f"--storage {url}: the folder {folder!r} of the study file does not exist")
     return url
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """(host, port) of a study server's ``grpc://HOST:PORT`` (the port 13000 when left out); else a `ValueError`."""
+    import re
+
+    match = re.fullmatch(r"grpc://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(?::(\d+))?/?", url)
+    port = int(match.group(2)) if match is not None and match.group(2) else STUDY_SERVER_PORT
+    if match is None or not 0 < port < 65536:
+        raise ValueError(f"--storage: a study server is grpc://HOST:PORT (a port in [1, 65535]), got {url!r}")
+    return match.group(1).strip("[]"), port
 
 
 def check_spread(*, processes: int, trials: bool, storage: str | None, study_name: str | None,

@@ -25,7 +25,7 @@ from .search import best_index, candidate_recipe, parse_grid, run_search
 from .splits import MAX_SPLITS, kfold, make_folds
 from .options import check_spread
 from .ranks import Spread
-from .trials import BATCH, PRUNERS, SAMPLERS, open_storage, parse_space, redact, run_trials, study_rows
+from .trials import BATCH, PRUNERS, SAMPLERS, StorageError, open_storage, parse_space, redact, run_trials, study_rows
 
 
 class MetricsWriter(Listener):
@@ -274,12 +274,17 @@ def search(
         rows_, runs_, study = run_trials(recipe, dims, pool_, folds_, trials=trials, batch=batch, sampler=sampler,
                                          pruner=pruner, seed=member_seeds(recipe)[0], stop_share=stop_share,
                                          callbacks=listeners, max_memory=max_memory, storage=storage,
-                                         study_name=study_name, rank=spread.rank if spread is not None else 0)
+                                         study_name=study_name)
         studies.append(study)
         if storage is not None:  # the study's finished trials, this process's and the others'
             if spread is not None:
                 spread.barrier()  # every rank's trials told before the main rank reads them
             rows_ = study_rows(study, rows_)
+            if not rows_:
+                raise StorageError(f"--storage {redact(storage)}: the study {study.study_name!r} already holds "
+                                   f"{len(study.trials)} trials (--trials {trials} counts the study's trials) and "
+                                   f"none has finished: other processes are running them; expected a larger "
+                                   f"--trials to add trials of this process")
         return rows_, runs_
 
     try:

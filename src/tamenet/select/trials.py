@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recip
 from .splits import Fold
 
 if TYPE_CHECKING:  # Optuna is imported in the functions that use it: slow, and only needed for --trials
+    from collections.abc import Callable
+
     import optuna
     from optuna.distributions import BaseDistribution
 
@@ -136,19 +139,77 @@ class StorageError(RecipeError):
     """An Optuna storage that cannot be opened or holds a study of another kind: one line, exit code 2."""
 
 
+TABLE_RACE_TRIES = 5
+"""Times a storage is opened before giving up when another process was creating its tables at the same moment
+(two searches started together on a fresh database: PostgreSQL refuses the second CREATE, "already exists";
+sqlite the second stamp of the schema version, an IntegrityError)."""
+
+SERVER_WAIT = 10.0
+"""Seconds a search waits for a study server (``--storage grpc://HOST:PORT``) to answer before giving up."""
+
+
 def open_storage(url: str) -> Any:
-    """Optuna's storage of this URL (`optuna.storages.RDBStorage`, tables created on first use); a URL it
-    cannot open (malformed, a file it cannot write, a server that does not answer, a missing driver) -> one line."""
+    """Optuna's storage of this URL: `optuna.storages.RDBStorage` for a database (tables created on first use),
+    `optuna.storages.JournalStorage` for a journal file, `optuna.storages.GrpcStorageProxy` for a study server
+    (``grpc://HOST:PORT``, waited for `SERVER_WAIT` s). A URL it cannot open (malformed, a file it cannot write,
+    a server that does not answer, a missing driver) -> one line."""
+    import optuna
+
+    if url.startswith("grpc://"):
+        return _study_server(url)
+    if url.startswith("journal:///"):
+        return _journal(url)
+    for attempt in range(1, TABLE_RACE_TRIES + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as err:  # sqlalchemy's errors (ArgumentError, OperationalError) and ImportError, ValueError
+            if not (isinstance(err, (ImportError, ValueError, RuntimeError, OSError))
+                    or type(err).__module__.startswith("sqlalchemy")):
+                raise
+            if attempt < TABLE_RACE_TRIES and (type(err).__name__ == "IntegrityError" or "already exists" in str(err)):
+                time.sleep(0.2 * attempt)  # another process created the tables first: they are there now
+                continue
+            first = " ".join(str(err).split())[:200]
+            hint = ""
+            if isinstance(err, ImportError) and url.startswith("postgresql"):
+                hint = "; the PostgreSQL driver comes with pip install 'tamenet[cluster]'"
+            raise StorageError(f"--storage {redact(url)}: Optuna could not open it "
+                               f"({type(err).__name__}: {first}){hint}") from None
+
+
+def _journal(url: str) -> Any:
+    """Optuna's journal storage in the file of ``journal:///FILE``: an append-only log of operations, each
+    write under a lock of its own (a symbolic link, which works on network file systems); else one line."""
     import optuna
 
     try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as err:  # sqlalchemy's errors (ArgumentError, OperationalError) and ImportError, ValueError
-        if not (isinstance(err, (ImportError, ValueError, RuntimeError, OSError))
-                or type(err).__module__.startswith("sqlalchemy")):
-            raise
-        first = " ".join(str(err).split())[:200]
-        raise StorageError(f"--storage {redact(url)}: Optuna could not open it ({type(err).__name__}: {first})") from None
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len("journal:///"):]))
+    except OSError as err:
+        raise StorageError(f"--storage {url}: Optuna could not open the journal file ({err})") from None
+
+
+def _study_server(url: str) -> Any:
+    """A `GrpcStorageProxy` to the study server at `url`, once it answers; else a one-line `StorageError`."""
+    import warnings
+
+    from ..extras import require
+    from .options import grpc_address
+
+    require("grpc", extra="cluster", feature="a study server (--storage grpc://...)")
+    import optuna
+
+    host, port = grpc_address(url)
+    with warnings.catch_warnings():  # Optuna marks its gRPC proxy experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=SERVER_WAIT)
+    except ConnectionError:
+        proxy.close()
+        raise StorageError(f"--storage {url}: no study server answered at {host}:{port} within {SERVER_WAIT:g} s; "
+                           f"expected one started with: tamenet study-server --storage DATABASE_URL "
+                           f"--host {host} --port {port}") from None
+    return proxy
 
 
 def redact(url: str) -> str:
@@ -186,6 +247,29 @@ def ask_batch(study: optuna.Study, dims: list[Dimension], count: int) -> list[tu
     distributions = {d.key: d.distribution for d in dims}
     trials = [study.ask(distributions) for _ in range(count)]
     return [(t, {d.key: d.decode(t.params[d.key]) for d in dims}) for t in trials]
+
+
+def ask_numbered(study: optuna.Study, dims: list[Dimension],
+                 reseed: Callable[[int], optuna.samplers.BaseSampler]) -> tuple[optuna.Trial, dict[str, Any]]:
+    """One trial of a shared study, its values drawn by the sampler `reseed(trial number)`.
+
+    The storage numbers the trials of all processes uniquely, so processes that start together (each with the
+    same `--seed`, on any machine) never draw the same values, and a process alone on a fresh study draws the
+    same values on every rerun. The sampler is made anew per trial: TPE keeps nothing but its seed between
+    trials (it reads the finished and running trials from the storage)."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    trial = study.ask()
+    study.sampler = reseed(trial.number)
+    for d in dims:
+        dist = d.distribution
+        if isinstance(dist, FloatDistribution):
+            trial.suggest_float(d.key, dist.low, dist.high, log=dist.log)
+        elif isinstance(dist, IntDistribution):
+            trial.suggest_int(d.key, dist.low, dist.high, log=dist.log)
+        else:
+            trial.suggest_categorical(d.key, dist.choices)
+    return trial, {d.key: d.decode(trial.params[d.key]) for d in dims}
 
 
 class TrialReporter:
@@ -231,15 +315,15 @@ class TrialReporter:
 def run_trials(
     recipe: Recipe, dims: list[Dimension], pool: Pool, folds: list[Fold], *, trials: int, batch: int = BATCH,
     sampler: str = "tpe", pruner: str = "median", seed: int = 0, stop_share: float, callbacks=None,
-    max_memory: str | int | None = None, storage: str | None = None, study_name: str | None = None, rank: int = 0,
+    max_memory: str | int | None = None, storage: str | None = None, study_name: str | None = None,
 ) -> tuple[list[dict], list[CVRun], optuna.Study]:
     """Every trial's cross-validated scores, a batch at a time; one population per structural choice in a batch.
 
     With a shared `storage`, `trials` counts the study's trials: this process asks batches until the study
     holds that many (with other processes asking too, each batch is asked one trial at a time, so together they
-    overshoot by at most one trial each in a race), and its sampler is seeded with `seed` + the trials already
-    there + 10007 * `rank`, so that two processes do not propose the same values. The rows returned are this
-    process's trials; `study_rows` adds the others'.
+    overshoot by at most one trial each in a race), and each trial's values are drawn by a sampler seeded with
+    `seed` + its trial number (`ask_numbered`), so that two processes do not propose the same values. The rows
+    returned are this process's trials; `study_rows` adds the others'.
     """
     from optuna.trial import TrialState
 
@@ -249,15 +333,13 @@ def run_trials(
     study = make_study(metric, sampler=sampler, pruner=pruner, seed=seed, epochs=recipe.train.epochs,
                        storage=storage, study_name=study_name)
     shared = storage is not None
-    if shared:
-        study.sampler = lookup(SAMPLERS, sampler, "sampler")(seed + len(study.get_trials(deepcopy=False)) + 10007 * rank)
     rows: list[dict] = []
     runs: list[CVRun] = []
     while (count := _to_ask(study, trials, batch, len(rows), shared)) > 0:
         if shared:  # one at a time, each after a look at the study: another process may be asking too
             asked = []
             while len(asked) < count and len(study.get_trials(deepcopy=False)) < trials:
-                asked.extend(ask_batch(study, dims, 1))
+                asked.append(ask_numbered(study, dims, lambda number: lookup(SAMPLERS, sampler, "sampler")(seed + number)))
         else:
             asked = ask_batch(study, dims, count)
         groups: dict[str, list[int]] = {}
