@@ -113,6 +113,13 @@ def study_server(tmp_path):
     pytest.importorskip("grpc", reason="the study server's gRPC comes with the 'cluster' extra")
     database, port = f"sqlite:///{tmp_path / 'study.db'}", free_port()
     server = tamenet(["study-server", "--storage", database, "--port", str(port)], tmp_path)
+    deadline = time.monotonic() + 60
+    while True:  # listening: workers started now connect at once, not after gRPC's reconnection back-off
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert server.poll() is None and time.monotonic() < deadline, server.communicate()[1][-2000:]
+        time.sleep(0.1)
     yield f"grpc://127.0.0.1:{port}", database
     server.terminate()
     server.communicate(timeout=30)
@@ -128,7 +135,6 @@ def test_two_searches_at_once_share_one_study_through_a_study_server(tmp_path, s
 def test_a_study_server_refuses_a_taken_port_and_a_proxy_of_a_proxy(tmp_path, study_server, monkeypatch, capsys):
     grpc_url, database = study_server
     port = grpc_url.rsplit(":", 1)[1]
-    time.sleep(0.5)
     monkeypatch.chdir(tmp_path)
     for argv, words in (
         (["--storage", f"sqlite:///{tmp_path / 'other.db'}", "--port", port],
@@ -137,12 +143,6 @@ def test_a_study_server_refuses_a_taken_port_and_a_proxy_of_a_proxy(tmp_path, st
         (["--storage", "sqlite:///nowhere/s.db"], ["folder 'nowhere'", "does not exist"]),
         (["--storage", database, "--port", "70000"], ["--port: expected a port in [1, 65535], got 70000"]),
     ):
-        deadline = time.monotonic() + 20
-        while argv[-1] == port and time.monotonic() < deadline:  # the first server has bound its port
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", int(port))) == 0:
-                    break
-            time.sleep(0.2)
         assert main(["study-server", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("tamenet study-server: error: "), err
@@ -254,3 +254,69 @@ def test_a_process_that_finds_the_study_full_chooses_among_its_trials_or_says_wh
                    "them; expected a larger --trials to add trials of this process")
     assert sorted(p.name for p in (tmp_path / "third").iterdir()) == ["recipe.yaml", "status.json"]
     assert json.loads((tmp_path / "third" / "status.json").read_text())["state"] == "failed"
+
+
+def test_the_trials_of_a_process_that_died_are_failed_and_run_again_by_the_next(tmp_path, monkeypatch):
+    """Process A trains a batch of 3 trials with a heartbeat every second and is killed; process B, started after
+    the grace (2 heartbeats), fails A's 3 silent trials as stale and runs 3 trials in their place. The control:
+    while A lives, its heartbeats keep its trials running past the grace."""
+    from optuna.trial import TrialState
+
+    from tamenet.select.trials import quiet_heartbeats
+
+    database = f"sqlite:///{tmp_path / 'study.db'}"
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump({**RECIPE, "train": {**RECIPE["train"], "epochs": 5000}}))
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(RECIPE))
+    argv = ["--trials", "3", "--batch", "3", "--space", "train.lr=0.003:0.3:log", "--folds", "2", "--pruner", "none",
+            "--no-report", "--heartbeat", "1", "--storage", database, "--study-name", "s"]
+    a = tamenet(["search", "slow.yaml", *argv, "--out", "a"], tmp_path)
+
+    def states() -> list[TrialState]:
+        try:
+            return [t.state for t in optuna.load_study(study_name="s", storage=database).trials]
+        except KeyError:  # the study is not created yet
+            return []
+
+    deadline = time.monotonic() + 120
+    while states() != [TrialState.RUNNING] * 3:
+        assert a.poll() is None and time.monotonic() < deadline, a.communicate()[1][-2000:]
+        time.sleep(0.2)
+    time.sleep(3.0)  # longer than the grace of 2 s
+    with quiet_heartbeats():
+        judge = optuna.storages.RDBStorage(database, heartbeat_interval=1, grace_period=2)
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name="s", storage=judge))
+    assert states() == [TrialState.RUNNING] * 3  # alive: its heartbeats came in time
+    a.kill()
+    a.communicate(timeout=30)
+    time.sleep(3.0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "r.yaml", *argv, "--out", "b"]) == 0
+    assert states() == [TrialState.FAIL] * 3 + [TrialState.COMPLETE] * 3
+    result = json.loads((tmp_path / "b" / "search.json").read_text())
+    assert result["trials"]["this_process"] == 3 and [r["trial"] for r in result["candidates"]] == [3, 4, 5]
+
+
+def test_a_trial_failed_as_stale_while_this_process_still_trains_it_is_left_to_the_others(tmp_path):
+    """Another process fails this one's running trials as stale (its heartbeats came too late) during the first
+    batch: their tells are refused by Optuna, so this process drops their rows and, as the failed trials no
+    longer count, trains a batch in their place."""
+    from optuna.trial import TrialState
+
+    from tamenet.select import search
+
+    database = f"sqlite:///{tmp_path / 'study.db'}"
+    failed = []
+
+    def another_process_fails_them(record, trainer) -> None:
+        if not failed:
+            study = optuna.load_study(study_name="s", storage=database)
+            for trial in study.get_trials(states=(TrialState.RUNNING,)):
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                failed.append(trial.number)
+
+    result = search(RECIPE, trials=2, space=["train.lr=0.003:0.3:log"], batch=2, folds=2, refit=False,
+                    pruner="none", storage=database, study_name="s", callbacks=[another_process_fails_them])
+    assert failed == [0, 1]
+    states = [t.state for t in optuna.load_study(study_name="s", storage=database).trials]
+    assert states == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    assert [r["trial"] for r in result["candidates"]] == [2, 3] and result["trials"]["this_process"] == 2

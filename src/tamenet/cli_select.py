@@ -11,7 +11,7 @@ from .cli_train import DEVICE_HELP, check_out, default_out, device_overrides
 from .cli_report import add_no_report, after_job
 from .dist.group import DEFAULT_TIMEOUT_S, join, leave, ranks_from_env
 from .dist.launch import DistributedError, check_nproc, gpu_count, relaunch
-from .select.options import BATCH, MAX_SPLITS, MEMORY_ENV, PRUNERS, SAMPLERS, STOP_SHARE, STUDY_NAME, check_spread
+from .select.options import BATCH, HEARTBEAT, MAX_SPLITS, MEMORY_ENV, PRUNERS, SAMPLERS, STOP_SHARE, STUDY_NAME, check_spread
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                   "the study's total (docs/scaling.md)")
             sel.add_argument("--study-name", metavar="NAME",
                              help=f"the study in --storage (default {STUDY_NAME!r}; created by the first process)")
+            sel.add_argument("--heartbeat", type=count(0, "whole seconds, 0 for none"), metavar="SECONDS",
+                             help=f"with a database --storage: this process marks its running trials alive every "
+                                  f"SECONDS (default {HEARTBEAT}; 0: never); a trial silent for twice as long "
+                                  f"belongs to a process that died and is run again by the others")
         sel.add_argument("--scheme", default="kfold", choices=LazyChoices("select.splits", "SCHEMES"), metavar="SCHEME",
                          help="validation scheme: %(choices)s (default kfold; stratified keeps class shares)")
         sel.add_argument("--folds", type=count(1), default=10, metavar="K",
@@ -99,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     trials = getattr(args, "trials", None)
     check_spread(processes=max(args.nproc or 1, ranks.world_size if ranks else 1), trials=trials is not None,
                  storage=getattr(args, "storage", None), study_name=getattr(args, "study_name", None),
+                 heartbeat=getattr(args, "heartbeat", None),
                  halving=bool(args.halving), nested=getattr(args, "nested", None) is not None)
     main = ranks is None or ranks.is_main
     out = None
@@ -129,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = search(recipe, grid=args.grid, trials=args.trials, space=args.space, sampler=args.sampler,
                             pruner=args.pruner, batch=args.batch, nested=args.nested, refit=not args.no_refit,
-                            storage=args.storage, study_name=args.study_name, **options)
+                            storage=args.storage, study_name=args.study_name, heartbeat=args.heartbeat,
+                            **options)
     finally:
         if spread is not None:
             leave()

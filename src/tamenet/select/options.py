@@ -49,6 +49,11 @@ STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql", "journal"
 ``journal:///FILE``, Optuna's journal file (safe on a network file system, where sqlite is not); and
 ``grpc://HOST:PORT``, a `tamenet study-server` (Optuna's gRPC storage proxy) in front of a database."""
 
+HEARTBEAT = 60
+"""Seconds between a search process's heartbeats in a database storage (``--heartbeat``): a running trial with
+no heartbeat for twice as long belongs to a process that died, and the next process to ask fails it and runs
+a trial in its place."""
+
 STUDY_SERVER_PORT = 13000
 """The port `tamenet study-server` listens on by default (Optuna's own default for its gRPC proxy)."""
 
@@ -89,12 +94,28 @@ def grpc_address(url: str) -> tuple[str, int]:
     return match.group(1).strip("[]"), port
 
 
+def keeps_heartbeats(url: str) -> bool:
+    """Whether Optuna keeps trials' heartbeats in the storage of `url`: its databases (`RDBStorage`) do; its
+    journal files and its gRPC proxy do not."""
+    return not url.startswith(("journal:", "grpc:"))
+
+
 def check_spread(*, processes: int, trials: bool, storage: str | None, study_name: str | None,
-                 halving: bool, nested: bool) -> None:
+                 halving: bool, nested: bool, heartbeat: int | None = None) -> None:
     """What a search or cross-validation over `processes` processes, or with a shared Optuna `storage`, cannot
     do, refused in one line before anything starts (the command line calls it before torch loads)."""
     if study_name is not None and storage is None:
         raise ValueError("--study-name names a study in a shared --storage; expected --storage too")
+    if heartbeat is not None:
+        if storage is None:
+            raise ValueError("--heartbeat marks this process's trials alive in a shared --storage; expected "
+                             "--storage too")
+        if heartbeat < 0:
+            raise ValueError(f"--heartbeat: expected whole seconds, 0 for none, got {heartbeat}")
+        if heartbeat and not keeps_heartbeats(storage):
+            raise ValueError(f"--heartbeat: Optuna keeps heartbeats in a database storage (sqlite:///, "
+                             f"postgresql://, ...), not in {storage.split(':', 1)[0]}:// storage; expected "
+                             f"--heartbeat 0 or a database URL")
     if storage is not None:
         if not trials:
             raise ValueError("--storage shares the Optuna study of --trials; a --grid is spread over processes "

@@ -218,12 +218,14 @@ def search(
     spread: Spread | None = None,
     storage: str | None = None,
     study_name: str | None = None,
+    heartbeat: int | None = None,
 ) -> dict[str, Any]:
     """Grid search (`grid`) or Optuna trials (`trials` over `space`): every candidate cross-validated (numeric
     values as members), the best refit and tested once; `nested` K adds a nested-CV estimate over K outer folds.
 
     `storage` (an Optuna storage URL, with `study_name`) shares the trials' study with other processes and
-    machines: `trials` is then the study's total, and the table holds every finished trial of the study.
+    machines: `trials` is then the study's total, and the table holds every finished trial of the study;
+    `heartbeat` (seconds, database storages; default 60, 0: none) lets the study tell a dead process's trials.
     `spread` (a distributed job, `ranks.py`): a grid's chunks are shared out over the ranks (the result is the
     one-process search's: docs/scaling.md says when bit for bit); trials need a `storage`, each rank running trials of the shared study. Give
     `out` on the main rank only: it alone refits and writes."""
@@ -240,8 +242,8 @@ def search(
     if trials is None and space:
         raise ValueError("search: --space goes with --trials; a grid is given with --grid")
     check_spread(processes=spread.world_size if spread is not None else 1,
-                 trials=trials is not None, storage=storage, study_name=study_name, halving=bool(halving),
-                 nested=nested is not None)
+                 trials=trials is not None, storage=storage, study_name=study_name, heartbeat=heartbeat,
+                 halving=bool(halving), nested=nested is not None)
     memory_budget(max_memory)
     recipe = load_recipe(recipe, overrides)  # _start refuses what folds cannot do yet, before any file
     if trials is None:
@@ -274,7 +276,7 @@ def search(
         rows_, runs_, study = run_trials(recipe, dims, pool_, folds_, trials=trials, batch=batch, sampler=sampler,
                                          pruner=pruner, seed=member_seeds(recipe)[0], stop_share=stop_share,
                                          callbacks=listeners, max_memory=max_memory, storage=storage,
-                                         study_name=study_name)
+                                         study_name=study_name, heartbeat=heartbeat)
         studies.append(study)
         if storage is not None:  # the study's finished trials, this process's and the others'
             if spread is not None:

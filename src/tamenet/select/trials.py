@@ -18,6 +18,7 @@ Akiba et al., "Optuna: a next-generation hyperparameter optimization framework",
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -29,12 +30,12 @@ from ..config import Recipe, RecipeError, member_fields, per_member_values
 from ..registry import lookup
 from ..train import TASK_METRIC, EpochRecord, Trainer
 from .cv import CVRun, Pool, candidate_table, run_cv
-from .options import BATCH, PRUNERS, SAMPLERS, STUDY_NAME  # noqa: F401  (also importable from here)
+from .options import BATCH, HEARTBEAT, PRUNERS, SAMPLERS, STUDY_NAME, keeps_heartbeats  # noqa: F401  (also importable from here)
 from .search import NUMERIC_KEYS, SCORE_PREFIXES, parse_values, population_recipe
 from .splits import Fold
 
 if TYPE_CHECKING:  # Optuna is imported in the functions that use it: slow, and only needed for --trials
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import optuna
     from optuna.distributions import BaseDistribution
@@ -112,7 +113,7 @@ def parse_space(items: list[str], recipe: Recipe) -> list[Dimension]:
 
 
 def make_study(metric: str, *, sampler: str, pruner: str, seed: int, epochs: int, storage: str | None = None,
-               study_name: str | None = None) -> optuna.Study:
+               study_name: str | None = None, heartbeat: int | None = None) -> optuna.Study:
     """A study that maximizes accuracy or minimizes RMSE, seeded for reproducible trials: in memory, or in an
     Optuna `storage` (``sqlite:///study.db``, a database server's URL) shared with every process that names it,
     created by the first and loaded by the others (Optuna's own distributed mode)."""
@@ -122,7 +123,7 @@ def make_study(metric: str, *, sampler: str, pruner: str, seed: int, epochs: int
     direction = "maximize" if metric == "accuracy" else "minimize"
     shared = {}
     if storage is not None:
-        shared = {"storage": open_storage(storage), "study_name": study_name or STUDY_NAME, "load_if_exists": True}
+        shared = {"storage": open_storage(storage, heartbeat=heartbeat), "study_name": study_name or STUDY_NAME, "load_if_exists": True}
     study = optuna.create_study(direction=direction, sampler=lookup(SAMPLERS, sampler, "sampler")(seed),
                                 pruner=lookup(PRUNERS, pruner, "pruner")(epochs), **shared)
     if storage is not None and study.direction.name.lower() != direction:
@@ -148,11 +149,12 @@ SERVER_WAIT = 10.0
 """Seconds a search waits for a study server (``--storage grpc://HOST:PORT``) to answer before giving up."""
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, *, heartbeat: int | None = None) -> Any:
     """Optuna's storage of this URL: `optuna.storages.RDBStorage` for a database (tables created on first use),
     `optuna.storages.JournalStorage` for a journal file, `optuna.storages.GrpcStorageProxy` for a study server
     (``grpc://HOST:PORT``, waited for `SERVER_WAIT` s). A URL it cannot open (malformed, a file it cannot write,
-    a server that does not answer, a missing driver) -> one line."""
+    a server that does not answer, a missing driver) -> one line. `heartbeat` (seconds, databases only): a
+    running trial without a heartbeat for twice as long counts as stale (`fail_stale_trials`)."""
     import optuna
 
     if url.startswith("grpc://"):
@@ -161,7 +163,9 @@ def open_storage(url: str) -> Any:
         return _journal(url)
     for attempt in range(1, TABLE_RACE_TRIES + 1):
         try:
-            return optuna.storages.RDBStorage(url)
+            beats = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
+            with quiet_heartbeats():
+                return optuna.storages.RDBStorage(url, **beats)
         except Exception as err:  # sqlalchemy's errors (ArgumentError, OperationalError) and ImportError, ValueError
             if not (isinstance(err, (ImportError, ValueError, RuntimeError, OSError))
                     or type(err).__module__.startswith("sqlalchemy")):
@@ -238,8 +242,71 @@ def study_rows(study: optuna.Study, own: list[dict]) -> list[dict]:
 
 def _to_ask(study: optuna.Study, trials: int, batch: int, done: int, shared: bool) -> int:
     """How many trials the next batch asks: up to `batch`, until the study (shared) or this run holds `trials`."""
-    held = len(study.get_trials(deepcopy=False)) if shared else done
+    held = held_trials(study) if shared else done
     return max(0, min(batch, trials - held))
+
+
+def held_trials(study: optuna.Study) -> int:
+    """The trials of a shared study that count towards `--trials`: all but those failed without a row, the
+    trials of a process that died (failed as stale by `fail_stale_trials`), which others run again in their place.
+    A trial this package fails (a diverged fold) keeps its row and counts."""
+    from optuna.trial import TrialState
+
+    return sum(not (t.state == TrialState.FAIL and ROW_ATTR not in t.user_attrs)
+               for t in study.get_trials(deepcopy=False))
+
+
+@contextlib.contextmanager
+def quiet_heartbeats() -> Iterator[None]:
+    """Hides what Optuna warns of heartbeats outside `study.optimize` (experimental; "supposed to be used with
+    Study.optimize"): tamenet records them itself (`Heartbeats`)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
+
+
+class Heartbeats:
+    """A daemon thread that records a heartbeat every `interval` seconds for the trials this process is running
+    (Optuna's `record_heartbeat`; its own heartbeat thread lives in `study.optimize`, which tamenet's batches do
+    not use). `running(trials)` names them, at once recorded; `running([])` after the batch is told."""
+
+    def __init__(self, storage: Any, interval: int) -> None:
+        import threading
+
+        self.storage, self.interval = storage, interval
+        self.ids: list[int] = []
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="tamenet-heartbeats", daemon=True)
+
+    def __enter__(self) -> Heartbeats:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def running(self, trials: list[optuna.Trial]) -> None:
+        with self.lock:
+            self.ids = [t._trial_id for t in trials]  # Optuna's own heartbeat thread takes the same id
+            self._record()
+
+    def _record(self) -> None:
+        for trial_id in self.ids:
+            try:
+                self.storage.record_heartbeat(trial_id)
+            except Exception:  # a storage that did not answer this once: the next beat tries again
+                pass
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                self._record()
 
 
 def ask_batch(study: optuna.Study, dims: list[Dimension], count: int) -> list[tuple[optuna.Trial, dict[str, Any]]]:
@@ -289,6 +356,8 @@ class TrialReporter:
         self.diverged: set[int] = set()
 
     def __call__(self, record: EpochRecord, trainer: Trainer, scored: list[float] | None = None) -> list[int]:
+        import optuna
+
         present: dict[int, list[int]] = {}
         for i, row in enumerate(record.rows):
             member = row["member"]
@@ -306,7 +375,11 @@ class TrialReporter:
             if any(m in self.diverged for m in members) or not all(m in self.best for m in members):
                 continue  # a diverged fold fails the trial; it is told so at the end
             trial = self.trials[candidate]
-            trial.report(sum(self.best[m] for m in members) / self.folds, record.epoch)
+            try:
+                trial.report(sum(self.best[m] for m in members) / self.folds, record.epoch)
+            except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale by another process
+                leaving.extend(indices)  # run again there: no use training it on here
+                continue
             if trial.should_prune():
                 leaving.extend(indices)
         return leaving
@@ -316,6 +389,7 @@ def run_trials(
     recipe: Recipe, dims: list[Dimension], pool: Pool, folds: list[Fold], *, trials: int, batch: int = BATCH,
     sampler: str = "tpe", pruner: str = "median", seed: int = 0, stop_share: float, callbacks=None,
     max_memory: str | int | None = None, storage: str | None = None, study_name: str | None = None,
+    heartbeat: int | None = None,
 ) -> tuple[list[dict], list[CVRun], optuna.Study]:
     """Every trial's cross-validated scores, a batch at a time; one population per structural choice in a batch.
 
@@ -323,25 +397,51 @@ def run_trials(
     holds that many (with other processes asking too, each batch is asked one trial at a time, so together they
     overshoot by at most one trial each in a race), and each trial's values are drawn by a sampler seeded with
     `seed` + its trial number (`ask_numbered`), so that two processes do not propose the same values. The rows
-    returned are this process's trials; `study_rows` adds the others'.
+    returned are this process's trials; `study_rows` adds the others'. In a database storage the process records a
+    heartbeat every `heartbeat` seconds (default `HEARTBEAT`; 0: none) for the trials it is training, and before
+    each batch fails the study's stale trials (a dead process's), which then no longer count towards `trials`.
     """
-    from optuna.trial import TrialState
-
     if trials < 1 or batch < 1:
         raise ValueError(f"--trials and --batch: expected positive counts, got {trials} trials, batch {batch}")
     metric = TASK_METRIC[pool.task]
-    study = make_study(metric, sampler=sampler, pruner=pruner, seed=seed, epochs=recipe.train.epochs,
-                       storage=storage, study_name=study_name)
     shared = storage is not None
+    if shared and heartbeat is None:
+        heartbeat = HEARTBEAT if keeps_heartbeats(storage) else 0
+    study = make_study(metric, sampler=sampler, pruner=pruner, seed=seed, epochs=recipe.train.epochs,
+                       storage=storage, study_name=study_name, heartbeat=heartbeat)
+    # the storage object itself, as Optuna's own fail_stale_trials and heartbeat thread take it
+    with (Heartbeats(study._storage, heartbeat) if shared and heartbeat else contextlib.nullcontext()) as beats, \
+            quiet_heartbeats():
+        rows, runs = _trial_batches(recipe, dims, pool, folds, study, metric, trials=trials, batch=batch,
+                                    sampler=sampler, seed=seed, stop_share=stop_share, callbacks=callbacks,
+                                    max_memory=max_memory, shared=shared, beats=beats)
+    return rows, runs, study
+
+
+def _trial_batches(
+    recipe: Recipe, dims: list[Dimension], pool: Pool, folds: list[Fold], study: optuna.Study, metric: str, *,
+    trials: int, batch: int, sampler: str, seed: int, stop_share: float, callbacks, max_memory, shared: bool,
+    beats: Heartbeats | None,
+) -> tuple[list[dict], list[CVRun]]:
+    """`run_trials`'s loop: ask a batch, train it as populations, tell every trial; this process's rows."""
+    import optuna
+    from optuna.trial import TrialState
+
     rows: list[dict] = []
     runs: list[CVRun] = []
-    while (count := _to_ask(study, trials, batch, len(rows), shared)) > 0:
+    while True:
+        if shared:
+            optuna.storages.fail_stale_trials(study)  # a dead process's trials: failed, run again in their place
+        if (count := _to_ask(study, trials, batch, len(rows), shared)) <= 0:
+            break
         if shared:  # one at a time, each after a look at the study: another process may be asking too
             asked = []
-            while len(asked) < count and len(study.get_trials(deepcopy=False)) < trials:
+            while len(asked) < count and held_trials(study) < trials:
                 asked.append(ask_numbered(study, dims, lambda number: lookup(SAMPLERS, sampler, "sampler")(seed + number)))
         else:
             asked = ask_batch(study, dims, count)
+        if beats is not None:
+            beats.running([trial for trial, _ in asked])
         groups: dict[str, list[int]] = {}
         for i, (_, values) in enumerate(asked):
             structure = {d.key: values[d.key] for d in dims if not d.numeric}
@@ -364,15 +464,21 @@ def run_trials(
         for i, (trial, _) in enumerate(asked):
             row = batch_rows[i]
             value = row[f"cv_{metric}_mean"]
-            if shared:  # any process can rebuild the table from the study
-                trial.set_user_attr(ROW_ATTR, {k: v for k, v in row.items() if k != "population"})
-            if row["pruned"]:
-                study.tell(trial, state=TrialState.PRUNED)
-            elif not math.isfinite(value):
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                study.tell(trial, value)
+            try:
+                if shared:  # any process can rebuild the table from the study
+                    trial.set_user_attr(ROW_ATTR, {k: v for k, v in row.items() if k != "population"})
+                if row["pruned"]:
+                    study.tell(trial, state=TrialState.PRUNED)
+                elif not math.isfinite(value):
+                    study.tell(trial, state=TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # another process failed it as stale (this one's heartbeats came too late): it is run again there
+                continue
             rows.append(row)
+        if beats is not None:
+            beats.running([])
     for i, row in enumerate(rows):
         row["candidate"] = i
-    return rows, runs, study
+    return rows, runs
