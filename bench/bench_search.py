@@ -156,20 +156,21 @@ class Context:
 
 
 def run_tamenet(args: argparse.Namespace, ctx: Context, r: int, *, epochs: int | None = None,
-                halving: int | None = None) -> dict[str, Any]:
+                halving: int | None = None, side_by_side: int | None = None) -> dict[str, Any]:
     """`tamenet.search(...)`: 130 members in one population. Primary time: the whole call, timed outside.
 
-    With `halving` (ETA), successive halving drops the worse candidates at rungs: fewer member-epochs."""
-    trained: list[int] = []  # members that trained in each epoch (callbacks run before any leave)
+    With `halving` (ETA), successive halving drops the worse candidates at rungs: fewer member-epochs.
+    `side_by_side` (default: `--side-by-side`, else one part per torch thread): the parts trained at once."""
+    trained: dict[int, int] = {}  # members that trained in each epoch, over the parts (callbacks run before any leave)
 
     def count(record, trainer) -> None:
-        trained.append(len(record.rows))
+        trained[record.epoch] = trained.get(record.epoch, 0) + len(record.rows)
 
     faults = minor_faults()
     t0 = time.perf_counter()
     result = search(
         tamenet_recipe(args, epochs=epochs), grid={"penalty.l2": GRID}, folds=FOLDS, refit=False, stop_share=0.0,
-        callbacks=[count], halving=halving,
+        callbacks=[count], halving=halving, side_by_side=side_by_side if side_by_side else args.side_by_side,
     )
     call = time.perf_counter() - t0
     faults = minor_faults() - faults if faults is not None else None
@@ -189,8 +190,9 @@ def run_tamenet(args: argparse.Namespace, ctx: Context, r: int, *, epochs: int |
         "loop_s": float(result["cv_train_time_s"]),
         "wall_time_s": float(result["wall_time_s"]),
         "minor_page_faults": faults,  # fresh pages the allocator had to map: each costs a kernel trap
-        "members_per_epoch": trained,
-        "member_epochs": sum(trained),
+        "members_per_epoch": [trained[e] for e in sorted(trained)],
+        "member_epochs": sum(trained.values()),
+        "side_by_side": result["memory"]["side_by_side"],
         "best_l2": float(best["penalty.l2"]),
         "best_cv_accuracy": float(best["cv_accuracy_mean"]),
         "cv_accuracy": [float(row["cv_accuracy_mean"]) for row in rows],
@@ -348,8 +350,14 @@ def run_halving(args: argparse.Namespace, ctx: Context, r: int) -> dict[str, Any
     return run_tamenet(args, ctx, r, halving=3)
 
 
+def run_one_population(args: argparse.Namespace, ctx: Context, r: int) -> dict[str, Any]:
+    """`tamenet.search(..., side_by_side=1)`: the 130 members as one population on torch's threads."""
+    return run_tamenet(args, ctx, r, side_by_side=1)
+
+
 CONTENDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "tamenet": run_tamenet,
+    "one_population": run_one_population,
     "halving": run_halving,
     "sklearn": run_sklearn,
     "sklearn_halving": run_sklearn_halving,
@@ -453,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads for tamenet and the matmul reference; 0 keeps torch's default "
                              "(the machine's cores)")
+    parser.add_argument("--side-by-side", type=int, default=None, metavar="N",
+                        help="tamenet's parts side by side (default: one per torch thread); the one_population "
+                             "contender always trains one")
     parser.add_argument("--n-jobs", type=int, default=-1, help="GridSearchCV's n_jobs (default -1: every core)")
     parser.add_argument("--alpha-map", choices=["batch", "same"], default="batch",
                         help="scikit-learn's alpha = lambda * batch size (the same penalty per full batch, "
@@ -537,8 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     mm_gflops = statistics.median(m["gflops"] for m in matmul)
     rows: list[dict[str, Any]] = []
     spec = [
-        ("tamenet", "time_s", "tamenet search (1 population, M=130)", "search() call"),
+        ("tamenet", "time_s", "tamenet search (M=130, parts side by side)", "search() call"),
         ("tamenet", "loop_s", "  of which the training loop", "cv_train_time_s"),
+        ("one_population", "time_s", "tamenet search, one population", "search() call"),
+        ("one_population", "loop_s", "  of which the training loop", "cv_train_time_s"),
         ("halving", "time_s", "tamenet search --halving 3", "search() call"),
         ("sklearn", "time_s", f"GridSearchCV, n_jobs={args.n_jobs}", ".fit()"),
         ("sklearn_halving", "time_s", f"HalvingGridSearchCV, n_jobs={args.n_jobs}", ".fit()"),
@@ -601,7 +614,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{train_flops / 1e12:.2f} TFLOP of training matmuls, no validation passes, in {loop:.2f} s = "
               f"{gflops:.1f} GFLOP/s; 2048x2048 fp32 torch.mm at {threads} thread(s): {mm_gflops:.1f} GFLOP/s")
         print(f"target: population at least {TARGET_MATMUL_SHARE:.0%} of the matmul rate -> {share:.1%}: "
-              f"{'MET' if share >= TARGET_MATMUL_SHARE else 'NOT MET'}")
+              f"{'MET' if share >= TARGET_MATMUL_SHARE else 'NOT MET'} "
+              f"({raw['tamenet'][-1]['side_by_side']} part(s) side by side)")
+        if "one_population" in raw:  # the same work as one population on torch's threads, measured alongside
+            one = med("one_population", "loop_s")
+            verdict.update(one_population_matmul_share=train_flops / one / 1e9 / mm_gflops, side_by_side_speedup=one / loop)
+            print(f"  one population on {threads} thread(s): {train_flops / one / 1e9:.1f} GFLOP/s = "
+                  f"{train_flops / one / 1e9 / mm_gflops:.1%} of the matmul rate; side by side {one / loop:.2f}x faster")
         floor_full, floor_done = full_flops / (mm_gflops * 1e9), train_flops / (mm_gflops * 1e9)
         verdict.update(seconds_at_matmul_rate_all_fits=floor_full, seconds_at_matmul_rate_trained=floor_done,
                        member_epochs=member_epochs, full_flops=full_flops, trained_flops=train_flops)

@@ -394,6 +394,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("bn-l1-without-batchnorm", ["train", R, "--set", "penalty.bn_l1=0.01"], ["penalty.bn_l1", "model.norm: batch"]),
     # searches over processes and machines (select/ranks.py, --nproc, --storage)
     ("cv-nproc-cores", ["cv", R, "--nproc", "4096"], ["--nproc 4096", "core(s)", "expected --nproc 1 to"]),
+    ("side-by-side-cores", ["search", R, "--grid", "penalty.l2=0,1", "--side-by-side", "4096"],
+     ["--side-by-side 4096", "one thread per CPU core", "expected --side-by-side 1 to"]),
+    ("side-by-side-zero", ["cv", R, "--side-by-side", "0"], ["--side-by-side", "at least 1", "0"]),
     ("cv-nproc-zero", ["cv", R, "--nproc", "0"], ["--nproc", "at least 1"]),
     ("cv-join-timeout", ["cv", R, "--join-timeout", "0"], ["--join-timeout", "positive number of seconds", "'0'"]),
     ("cv-halving-nproc", ["cv", R, "--halving", "3", "--nproc", "2"], ["--halving with --nproc", "chunk"]),

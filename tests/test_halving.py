@@ -57,7 +57,7 @@ def test_halving_keeps_the_clearly_best_candidate_and_leaves_its_results_unchang
     # compaction is exact: the kept members' histories and scores equal those of the run without halving
     kept = [3, 4, 5]
     for m in kept:
-        a = [r["val_loss"] for r in full.trainer.history if r["member"] == m]
+        a = [r["val_loss"] for r in full.history if r["member"] == m]
         b = [r["val_loss"] for r in halved.trainer.history if r["member"] == m]
         assert a == b
         assert halved.scores["scored"]["accuracy"][m] == full.scores["scored"]["accuracy"][m]

@@ -65,11 +65,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sel.add_argument("--nproc", type=count(1), metavar="N",
                          help="train the population's chunks on N processes of this machine (torchrun; one per CPU "
                               "core or GPU); across machines run torchrun --nnodes yourself (docs/scaling.md)")
+        sel.add_argument("--side-by-side", type=count(1), metavar="N",
+                         help="on the CPU, train the population as up to N parts side by side, one thread each "
+                              "(default: one per torch thread, at least 16 members a part; 1: one population); "
+                              "the numbers do not change")
         sel.add_argument("--join-timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
                          help=f"seconds a process of a distributed job waits for the others to join "
                               f"(default {DEFAULT_TIMEOUT_S:g})")
         sel.add_argument("--out", metavar="DIR", help="run directory to write (default runs/<name>-<command>-<time>)")
         add_no_report(sel)
+
+
+def check_side_by_side(parts: int) -> int:
+    """`--side-by-side N` if this machine has N cores for it (each part a thread of one core), else a one-line
+    ValueError: more threads than cores only time-slice."""
+    from .dist.launch import available_cores
+
+    cores = available_cores()
+    if parts > cores:
+        raise ValueError(f"--side-by-side {parts}: one thread per CPU core, and this machine has {cores} core(s) "
+                         f"available; expected --side-by-side 1 to {cores}")
+    return parts
 
 
 def seconds(text: str) -> float:
@@ -105,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
                  storage=getattr(args, "storage", None), study_name=getattr(args, "study_name", None),
                  heartbeat=getattr(args, "heartbeat", None),
                  halving=bool(args.halving), nested=getattr(args, "nested", None) is not None)
+    if args.side_by_side is not None:
+        check_side_by_side(args.side_by_side)
     main = ranks is None or ranks.is_main
     out = None
     if main:
@@ -127,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     check_training(recipe.train)  # cuda without a GPU, fp16 on the CPU: refused before anything is written
     spread = _join(ranks, recipe.train.device, args.join_timeout) if ranks is not None else None
     options = dict(scheme=args.scheme, folds=args.folds, p=args.p, max_splits=args.max_splits,
-                   stop_share=args.stop_share, halving=args.halving, out=out, max_memory=args.max_memory, spread=spread)
+                   stop_share=args.stop_share, halving=args.halving, out=out, max_memory=args.max_memory, spread=spread,
+                   side_by_side=args.side_by_side)
     try:
         if args.command == "cv":
             result = cross_validate(recipe, **options)
@@ -166,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
               f"trained in chunks of up to {memory['chunk_size']} members ({sum(chunks)} chunks)")
     else:
         print(f"memory: {needed}, budget {format_size(memory['budget'])}: one chunk of {memory['chunk_size']} members")
+    if memory.get("side_by_side", 1) > 1:
+        print(f"side by side: each chunk trained as {memory['side_by_side']} parts at once, one CPU thread each "
+              f"(--side-by-side 1: one population)")
     if args.command == "search":
         best = result["best"]
         name = f"trial {best['trial']}" if trials else f"candidate {best['candidate']}"

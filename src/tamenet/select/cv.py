@@ -25,6 +25,7 @@ from ..recipes import expand_members, select_members
 from ..train import TASK_METRIC, EpochRecord, Trainer, evaluate, member_seeds
 from ..train.hyper import member_table
 from ..train.member_data import MemberData
+from ..train.side_by_side import side_by_side_workers, split_members, train_side_by_side
 from .halving import Halving, halving_rungs
 from .memory import chunk_size, estimate_memory, memory_budget
 from .options import STOP_SHARE
@@ -199,7 +200,9 @@ class CVRun:
     A population too large for the memory budget trains as several chunks of members, one after
     another: `trainers` holds one trainer per chunk (`trainer` is the first; a chunk keeps only its
     history and loop state once done, its weights are freed), `history` all of them; a chunk another rank of a
-    distributed search trained is a `ranks.RemoteChunk` (its members, history and loop state).
+    distributed search trained is a `ranks.RemoteChunk` (its members, history and loop state). On the CPU the
+    parts of a chunk train side by side (`together` lists which; each part is a chunk here): use `history`
+    and `scores`, not `trainer`, for the whole population.
     """
 
     trainers: list[Trainer]
@@ -217,6 +220,7 @@ class CVRun:
     chunks: list[list[int]]  # the members of each chunk, in training order
     memory: dict[str, Any]  # the estimate, the budget and the chunk size
     wall_time: float
+    together: list[list[int]] = dataclasses.field(default_factory=list)  # chunk numbers trained side by side
 
     @property
     def trainer(self) -> Trainer:
@@ -234,7 +238,10 @@ class CVRun:
 
     @property
     def train_time(self) -> float:
-        return sum(t.state.wall_time for t in self.trainers)
+        """Seconds of training: summed over chunks trained one after another, the longest of those side by side."""
+        groups = self.together or [[i] for i in range(len(self.trainers))]
+        trained = len(self.trainers)  # after Ctrl-C the groups not reached have no trainers (a group trains whole)
+        return sum(max(self.trainers[i].state.wall_time for i in g) for g in groups if g[0] < trained)
 
     @property
     def interrupted(self) -> bool:
@@ -253,8 +260,7 @@ class _Scores:
         self.dropped_at: list[int | None] = [None] * members
         self.stopped: list[bool] = [False] * members
         self.epochs: list[int] = [0] * members
-        self.rows: FoldRows | None = None
-        self.position: dict[int, int] = {}
+        self.bound: dict[int, tuple[FoldRows, dict[int, int]]] = {}  # id(trainer) -> its chunk's rows, positions
 
     def rows_per_batch(self, features: int) -> int:
         """Scored rows per evaluation batch: `evaluate`'s own rule (about 2^21 activations per layer output) for
@@ -262,9 +268,16 @@ class _Scores:
         batches as the full population does (a batch's row count can change a matmul's bits)."""
         return max(32, (1 << 21) // (self.members * max(features, 256)))
 
-    def bind(self, rows: FoldRows, members: list[int]) -> None:
-        """The chunk being trained: its rows, and where each of its original members sits in them."""
-        self.rows, self.position = rows, {m: i for i, m in enumerate(members)}
+    def bind(self, trainer: Trainer, rows: FoldRows, members: list[int]) -> None:
+        """A chunk's trainer: its rows, and where each of its original members sits in them (several chunks
+        may train at once, side by side)."""
+        self.bound[id(trainer)] = (rows, {m: i for i, m in enumerate(members)})
+
+    def _scored_rows(self, trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scored rows' indices and weights of the trainer's current members."""
+        rows, position = self.bound[id(trainer)]
+        local = torch.tensor([position[m] for m in trainer.member_ids])
+        return rows.scored[local], rows.scored_weight[local]
 
     @torch.no_grad()
     def record(self, trainer: Trainer, indices: list[int], *, restore: bool) -> None:
@@ -289,10 +302,8 @@ class _Scores:
         if restore:
             trainer.restore_best()
         data, ids = trainer.data, [trainer.member_ids[i] for i in indices]
-        local = torch.tensor([self.position[m] for m in trainer.member_ids])
         copy = data.fold.unsqueeze(1)
-        splits = {"fit": (data.train.expand(trainer.members, -1), None),
-                  "scored": (self.rows.scored[local], self.rows.scored_weight[local])}
+        splits = {"fit": (data.train.expand(trainer.members, -1), None), "scored": self._scored_rows(trainer)}
         for name, (index, weight) in splits.items():
             loss, value = evaluate(trainer.model, data.X[copy, index], data.y[copy, index], data.task,
                                    target_std=data.target_std, weight=weight,
@@ -315,10 +326,10 @@ class _Scores:
     def scored_now(self, trainer: Trainer) -> list[float]:
         """Every current member's metric on its fold's scored rows with its current weights."""
         data = trainer.data
-        local = torch.tensor([self.position[m] for m in trainer.member_ids])
-        _, value = evaluate(trainer.model, data.X[data.fold.unsqueeze(1), self.rows.scored[local]],
-                            data.y[data.fold.unsqueeze(1), self.rows.scored[local]], data.task,
-                            target_std=data.target_std, weight=self.rows.scored_weight[local],
+        scored, weight = self._scored_rows(trainer)
+        _, value = evaluate(trainer.model, data.X[data.fold.unsqueeze(1), scored],
+                            data.y[data.fold.unsqueeze(1), scored], data.task,
+                            target_std=data.target_std, weight=weight,
                             batch_size=self.rows_per_batch(data.X.shape[-1]))
         return [float(v) for v in value]
 
@@ -349,6 +360,7 @@ def run_cv(
     leave: Leave | None = None,
     max_memory: str | int | None = None,
     spread: Spread | None = None,
+    side_by_side: int | None = None,
 ) -> CVRun:
     """Train every candidate of `recipe` on every fold as one population, then score the held-out rows once.
 
@@ -360,6 +372,11 @@ def run_cv(
     within their chunk (each chunk is its own halving run, with rungs for its own candidate count).
     With `spread` (the ranks of a distributed job, see `ranks.py`) each rank trains its round-robin share of
     the chunks and every rank ends with the whole population's results.
+
+    On the CPU a chunk trains as `side_by_side` parts at once, one thread each (`train.side_by_side`; None: one
+    per intra-op thread, `torch.get_num_threads()`, with at least 16 members a part; 1: one population), unless candidates are compared
+    while they train (halving, `leave`), the search is spread over ranks or text augmentation rewrites rows.
+    The parts' numbers are the ones the whole chunk gives.
     """
     started = time.perf_counter()
     if spread is not None and halving_eta is not None:
@@ -374,38 +391,49 @@ def run_cv(
     budget = memory_budget(max_memory)
     group = k if halving_eta is not None or leave is not None else 1
     estimate, size = None, members
+    parts = _side_by_side_parts(expanded, members, side_by_side, group=group, spread=spread)
     if members > group:  # a population that could be split: price it (a population of one trains as it is)
         n_train = len(folds[0][0])
         n_stop = int(round(share * len(np.unique(folds[0][0]))))
         estimate = estimate_memory(expanded, n_in=pool.X.shape[1], n_out=pool.n_outputs, n_pool=len(pool.y),
                                    n_fit=n_train - n_stop, n_stop=n_stop, n_scored=max(len(s) for _, s in folds),
                                    task=pool.task, input_shape=pool.image_shape)
-        size = chunk_size(estimate, members=members, group=group, copies=k, budget=budget)
+        size = chunk_size(estimate, members=members, group=group, copies=k * parts, budget=budget)
     chunks = [list(range(start, min(start + size, members))) for start in range(0, members, size)]
     if spread is not None:  # at least one chunk per rank where the candidates allow
         chunks = spread_chunks(members, size, group=group, world=spread.world_size)
         size = max(len(c) for c in chunks)
+    if side_by_side is None:  # the default split: at least MIN_MEMBERS_PER_WORKER members in a part of any chunk
+        parts = min(parts, side_by_side_workers(max(len(c) for c in chunks)))
+    groups = [split_members(c, parts) for c in chunks]  # each chunk's parts train side by side
+    chunks, first = [part for g in groups for part in g], 0
+    together = []  # the chunk numbers of each group
+    for g in groups:
+        together.append(list(range(first, first + len(g))))
+        first += len(g)
     mine = set(chunks_for_rank(len(chunks), spread.rank, spread.world_size)) if spread is not None else None
     results = _Scores(members, TASK_METRIC[pool.task])
-    trainers, first_rows, reports, parts = [], None, [], []
-    for i, ids in enumerate(chunks):
-        if mine is not None and i not in mine:
-            trainers.append(None)  # another rank's chunk: filled in by the exchange below
-            continue
-        trainer, rows, halving = _train_chunk(expanded, ids, pool, folds, share=share, results=results,
-                                              halving_eta=halving_eta, callbacks=callbacks, leave=leave)
-        trainers.append(trainer)
-        first_rows = first_rows or rows
-        if len(chunks) > 1:
-            _release(trainer)
-        if halving is not None:
-            reports.append((halving, len(ids) * trainer.state.epoch))
-        if spread is not None:
-            parts.append(chunk_part(results, trainer, ids, spread.rank))
-        elif trainer.state.interrupted:
+    trainers, first_rows, reports, packed = [None] * len(chunks), None, [], []
+    for numbers in together:
+        numbers = [i for i in numbers if mine is None or i in mine]  # another rank's chunk: filled in below
+        built = [_chunk_trainer(expanded, chunks[i], pool, folds, share=share, results=results,
+                                halving_eta=halving_eta, callbacks=callbacks, leave=leave) for i in numbers]
+        train_side_by_side([trainer for trainer, _, _ in built], workers=len(built))
+        for i, (trainer, rows, halving) in zip(numbers, built):
+            _score_chunk(trainer, results)
+            trainers[i] = trainer
+            first_rows = first_rows or rows
+            if len(chunks) > 1:
+                _release(trainer)
+            if halving is not None:
+                reports.append((halving, len(chunks[i]) * trainer.state.epoch))
+            if spread is not None:
+                packed.append(chunk_part(results, trainer, chunks[i], spread.rank))
+        if spread is None and any(trainer.state.interrupted for trainer, _, _ in built):
+            trainers = [t for t in trainers if t is not None]
             break
     if spread is not None:  # every rank: the others' chunks, in chunk order
-        for part in spread.exchange(parts):
+        for part in spread.exchange(packed):
             if part["rank"] != spread.rank:
                 index = chunks.index(part["members"])
                 trainers[index] = absorb(results, part)
@@ -425,10 +453,28 @@ def run_cv(
                   "member_epochs": done, "member_epochs_without_halving": full,
                   "compute_saved": 1.0 - done / full if full else 0.0}
     memory = {"budget": budget, "estimate": estimate.as_dict() if estimate else None, "members": members,
-              "needed": estimate.total(members, k) if estimate else None, "chunk_size": size, "chunks": len(chunks)}
+              "needed": estimate.total(members, k) if estimate else None, "chunk_size": size, "chunks": len(groups),
+              "side_by_side": max(len(g) for g in together)}
     return CVRun(trainers, first_rows, folds, candidates, expanded, results.values, results.best_epoch,
                  results.diverged_at, results.dropped_at, results.stopped, results.epochs, report, chunks, memory,
-                 time.perf_counter() - started)
+                 time.perf_counter() - started, together)
+
+
+def _side_by_side_parts(expanded: Recipe, members: int, wanted: int | None, *, group: int,
+                        spread: Spread | None) -> int:
+    """How many parts side by side a chunk may train in (see `run_cv`): `wanted`, else one per intra-op thread with
+    at least MIN_MEMBERS_PER_WORKER members each; 1 off the CPU and where the rules say one population."""
+    from ..augment.config_text_audio import modal_augmentation
+    from ..train.loop import resolve_device
+
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1):
+        raise ValueError(f"side_by_side: expected a positive number of threads, or None for one per intra-op "
+                         f"thread, got {wanted!r}")
+    if wanted == 1 or group > 1 or spread is not None or modal_augmentation(expanded) == "text":
+        return 1
+    if resolve_device(expanded.train.device).type != "cpu":
+        return 1
+    return min(wanted, members) if wanted is not None else side_by_side_workers(members)
 
 
 def _release(trainer: Trainer) -> None:
@@ -437,16 +483,17 @@ def _release(trainer: Trainer) -> None:
     trainer.roles, trainer.penalized, trainer.best_state = [], [], {}
 
 
-def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold], *, share: float,
-                 results: _Scores, halving_eta: int | None, callbacks, leave: Leave | None):
-    """Train members `ids` of the expanded recipe as one population; their scores land in `results`."""
+def _chunk_trainer(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold], *, share: float,
+                   results: _Scores, halving_eta: int | None, callbacks, leave: Leave | None):
+    """The trainer of members `ids` of the expanded recipe as one population (not run yet), its rows and its
+    halving; the members that leave during training, and all of them at the end (`_score_chunk`), are scored
+    into `results`."""
     k = len(folds)
     sub = select_members(expanded, ids)
     rows = fold_rows(pool, folds, candidates=0, members=ids, standardize=sub.data.standardize,
                      stop_share=share, seed=sub.data.seed)
     if share > 0 and not rows.data.has_val:
         raise RecipeError("early stopping needs a stopping set: use a stop share > 0")
-    results.bind(rows, ids)
     seeds = member_seeds(sub)
     torch.manual_seed(member_seeds(expanded)[0])
     from ..augment.config_text_audio import modal_augmentation
@@ -498,9 +545,13 @@ def _train_chunk(expanded: Recipe, ids: list[int], pool: Pool, folds: list[Fold]
 
     attach_modal(trainer, sub, pool, featurizers)  # text or audio augmentation of the training rows, if any
     trainer.keeps_best = restore
-    trainer.run()  # restores the best weights of the members still there
-    results.record(trainer, list(range(trainer.members)), restore=False)
+    results.bind(trainer, rows, ids)
     return trainer, rows, halving
+
+
+def _score_chunk(trainer: Trainer, results: _Scores) -> None:
+    """After training (which restored the best weights of the members still there): score every member left."""
+    results.record(trainer, list(range(trainer.members)), restore=False)
 
 
 def candidate_table(run: CVRun) -> list[dict[str, Any]]:

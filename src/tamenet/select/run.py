@@ -98,8 +98,12 @@ def cross_validate(
     out: str | Path | None = None,
     callbacks=None,
     spread: Spread | None = None,
+    side_by_side: int | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the recipe (every per-member list a candidate) with all folds trained as one population.
+
+    `side_by_side`: on the CPU, the population trains as up to this many parts side by side, one thread each
+    (None: one per intra-op thread; 1: one population; see `cv.run_cv`). The numbers do not change.
 
     With `spread` (a distributed job, `ranks.py`) the population's chunks are shared out over the ranks; give
     `out` on the main rank only (the others write nothing)."""
@@ -113,7 +117,8 @@ def cross_validate(
     trackers = _trackers(recipe, run_dir, len(fold_list))
     try:
         run = run_cv(recipe, pool, fold_list, stop_share=stop_share, halving_eta=halving, max_memory=max_memory,
-                     callbacks=[*([writer] if writer else []), *trackers, *(callbacks or [])], spread=spread)
+                     callbacks=[*([writer] if writer else []), *trackers, *(callbacks or [])], spread=spread,
+                     side_by_side=side_by_side)
     except BaseException as err:
         if run_dir is not None:
             run_dir.finish("failed", message=f"{type(err).__name__}: {err}")
@@ -162,8 +167,9 @@ def _memory(runs: list[CVRun]) -> dict[str, Any]:
     """The memory budget, the largest estimate and how each population was chunked."""
     return {"budget": runs[0].memory["budget"] if runs else None,
             "needed": max((r.memory["needed"] or 0 for r in runs), default=0),
-            "chunk_size": max((r.chunk_size for r in runs), default=0),
-            "chunks": [len(r.chunks) for r in runs],
+            "chunk_size": max((r.memory["chunk_size"] for r in runs), default=0),
+            "chunks": [r.memory["chunks"] for r in runs],
+            "side_by_side": max((r.memory["side_by_side"] for r in runs), default=1),
             "members": [r.memory["members"] for r in runs]}
 
 
@@ -219,6 +225,7 @@ def search(
     storage: str | None = None,
     study_name: str | None = None,
     heartbeat: int | None = None,
+    side_by_side: int | None = None,
 ) -> dict[str, Any]:
     """Grid search (`grid`) or Optuna trials (`trials` over `space`): every candidate cross-validated (numeric
     values as members), the best refit and tested once; `nested` K adds a nested-CV estimate over K outer folds.
@@ -226,6 +233,7 @@ def search(
     `storage` (an Optuna storage URL, with `study_name`) shares the trials' study with other processes and
     machines: `trials` is then the study's total, and the table holds every finished trial of the study;
     `heartbeat` (seconds, database storages; default 60, 0: none) lets the study tell a dead process's trials.
+    `side_by_side`: a grid's populations train as up to this many parts side by side on the CPU (`cross_validate`).
     `spread` (a distributed job, `ranks.py`): a grid's chunks are shared out over the ranks (the result is the
     one-process search's: docs/scaling.md says when bit for bit); trials need a `storage`, each rank running trials of the shared study. Give
     `out` on the main rank only: it alone refits and writes."""
@@ -272,7 +280,7 @@ def search(
     def choose(pool_: Pool, folds_: list) -> tuple[list[dict], list[CVRun]]:
         if trials is None:
             return run_search(recipe, axes, pool_, folds_, stop_share=stop_share, halving_eta=halving,
-                              callbacks=listeners, max_memory=max_memory, spread=spread)
+                              callbacks=listeners, max_memory=max_memory, spread=spread, side_by_side=side_by_side)
         rows_, runs_, study = run_trials(recipe, dims, pool_, folds_, trials=trials, batch=batch, sampler=sampler,
                                          pruner=pruner, seed=member_seeds(recipe)[0], stop_share=stop_share,
                                          callbacks=listeners, max_memory=max_memory, storage=storage,

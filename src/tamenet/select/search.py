@@ -136,6 +136,7 @@ def best_index(table: list[dict], metric: str) -> int:
 def run_search(
     recipe: Recipe, grid: dict[str, list[Any]], pool: Pool, folds: list[Fold], *, stop_share: float,
     halving_eta: int | None = None, callbacks=None, max_memory: str | int | None = None, spread=None,
+    side_by_side: int | None = None,
 ) -> tuple[list[dict], list[CVRun]]:
     """Every candidate's cross-validated scores: one population per structural combination."""
     structures, numbers = split_grid(recipe, grid)
@@ -144,7 +145,7 @@ def run_search(
     for structure in structures:
         population = population_recipe(recipe, structure, numbers)
         run = run_cv(population, pool, folds, stop_share=stop_share, halving_eta=halving_eta, callbacks=callbacks,
-                     max_memory=max_memory, spread=spread)
+                     max_memory=max_memory, spread=spread, side_by_side=side_by_side)
         runs.append(run)
         for c, row in enumerate(candidate_table(run)):
             scores = {k: v for k, v in row.items() if k.startswith(SCORE_PREFIXES)}

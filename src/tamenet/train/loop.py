@@ -269,37 +269,45 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> LoopState:
-        tcfg, es, state = self.recipe.train, self.recipe.train.early_stopping, self.state
-        start = time.perf_counter() - state.wall_time
-        interrupts = DeferredInterrupt()
-        try:
-            with interrupts:
-                self.events.emit("train_begin", self)
-                for epoch in range(state.epoch, tcfg.epochs):
-                    self.resumable = False  # from here until early stopping has taken this epoch in
-                    train_loss, train_metric, penalty = self._train_epoch(epoch)
-                    val_loss, val_metric = self._validate()
-                    with interrupts.hold():  # the epoch's bookkeeping is done whole or not at all
-                        state.epoch = epoch + 1
-                        rows = self._rows(epoch + 1, train_loss, train_metric, penalty, val_loss, val_metric)
-                        record = EpochRecord(epoch + 1, rows)
-                        self.early_stopping.epoch_end(self, record)
-                        state.wall_time = time.perf_counter() - start
-                        self.resumable = True
-                        self.events.emit("epoch_end", self, record)
-                        if self.parallel is not None:  # every rank took the same decisions
-                            self.parallel.check_agreement(self)
-                    if not bool(self.active().any()):
-                        break
-        except KeyboardInterrupt:
-            state.interrupted = True
+        """Train every epoch left; `side_by_side.train_side_by_side` with this trainer alone (the one loop)."""
+        from .side_by_side import train_side_by_side
+
+        train_side_by_side([self])
+        return self.state
+
+    def train_epoch(self) -> tuple[torch.Tensor, ...]:
+        """The next epoch's steps and its validation: the numbers `close_epoch` takes (no events but
+        epoch_begin and step_end; pure compute, so several trainers may run theirs at once on threads)."""
+        self.resumable = False  # from here until early stopping has taken this epoch in
+        return (*self._train_epoch(self.state.epoch), *self._validate())
+
+    def close_epoch(self, numbers: tuple[torch.Tensor, ...], start: float) -> None:
+        """An epoch's bookkeeping (metrics rows, early stopping, epoch_end) from `train_epoch`'s numbers; `start`:
+        when the run began (`time.perf_counter()`, less the time of the epochs before a resume)."""
+        state = self.state
+        train_loss, train_metric, penalty, val_loss, val_metric = numbers
+        state.epoch += 1
+        rows = self._rows(state.epoch, train_loss, train_metric, penalty, val_loss, val_metric)
+        record = EpochRecord(state.epoch, rows)
+        self.early_stopping.epoch_end(self, record)
         state.wall_time = time.perf_counter() - start
+        self.resumable = True
+        self.events.emit("epoch_end", self, record)
+        if self.parallel is not None:  # every rank took the same decisions
+            self.parallel.check_agreement(self)
+
+    def trains_on(self) -> bool:
+        """Whether another epoch is due: epochs left and a member still training."""
+        return self.state.epoch < self.recipe.train.epochs and bool(self.active().any())
+
+    def end_run(self, start: float) -> None:
+        """After the last epoch (or Ctrl-C): the resume state, train_end, then the best weights."""
+        self.state.wall_time = time.perf_counter() - start
         if self.keep_resume_state:  # where training stood, before the best weights come back; None mid-epoch
             self.resume_state = self.state_dict() if self.resumable else None
         self.events.emit("train_end", self)
-        if es.restore_best:
+        if self.recipe.train.early_stopping.restore_best:
             self.restore_best()
-        return state
 
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.validation is None:  # nothing to monitor: every epoch counts as the best so far
