@@ -12,9 +12,9 @@ on W threads does.
 validation (`Trainer.train_epoch`) on the worker threads at once, then each trainer's bookkeeping (metrics
 rows, early stopping, `epoch_end`: listeners and controllers) on the calling thread, in the trainers' order,
 so a callback never runs on two threads at once and always sees the same sequence. Nothing else is shared:
-each trainer has its own members, data and random streams (counter-based, see `nn/random.py`), and its
-numbers are the ones it computes alone (measured bit for bit on the search and cross-validation tests; MKL's
-strict mode, `tamenet.blas`, keeps each product independent of the thread count). Listeners of `epoch_begin`
+each trainer has its own members, data and random streams (counter-based, see `nn/random.py`), and the parts'
+numbers are those of the whole population on the process's threads (bit for bit in tests/test_side_by_side.py,
+which trains one part per thread against one population; and on the 130-fit search, 1 against 2 threads). Listeners of `epoch_begin`
 or `step_end` would run on the worker threads: a trainer with one is trained alone (`can_share_cores`).
 Ctrl-C waits for the epoch the workers are in, then ends every trainer as `Trainer.run` does.
 """
